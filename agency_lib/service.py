@@ -1,0 +1,334 @@
+"""The local search service: a real HTTP server on 127.0.0.1 for the web and API sources.
+
+It runs Starlette on uvicorn in a thread of its own, with its own event loop, so a
+notebook that blocks its own loop does not stall the service. Knobs:
+
+* ``latency`` per source in seconds and ``jitter`` (a fraction: 0.2 = ±20 %);
+* ``failure_rate``: the share of requests answered 503 (or 500), drawn from ``seed``;
+* ``capacity``: requests in flight above it are answered 429 at once;
+* ``rate_limit``: requests per second above it are answered 429.
+
+Latency and failures are a function of (seed, source, query, attempt), so a run is
+reproducible whatever order concurrent requests arrive in, and a retry gets a fresh draw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import hashlib
+import socket
+import threading
+import time
+import weakref
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from .corpus import fake_results
+
+__all__ = ["SearchService", "ServiceStats", "start_service", "current_service", "HTTP_SOURCES"]
+
+HTTP_SOURCES = ("web", "api")
+DEFAULT_LATENCY = {"web": 0.25, "api": 0.30}
+
+_current: SearchService | None = None
+_running: weakref.WeakSet[SearchService] = weakref.WeakSet()
+
+
+def current_service() -> SearchService:
+    """The most recently started service that is still running; a clear error if none is."""
+    if _current is None or not _current.running:
+        raise RuntimeError(
+            "No local search service is running. Start one first:\n"
+            "    service = start_service()\n"
+            "and stop it at the end with service.stop()."
+        )
+    return _current
+
+
+@dataclass
+class ServiceStats:
+    """What the service saw since it started (or since `reset_stats`)."""
+
+    requests: int = 0
+    ok: int = 0
+    rejected: int = 0  # 429: over capacity or over the rate limit
+    failed: int = 0  # 500/503 injected failures
+    peak_in_flight: int = 0
+    by_source: dict[str, int] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return (
+            f"requests {self.requests}: ok {self.ok}, rejected (429) {self.rejected}, "
+            f"failed (5xx) {self.failed}; peak in flight {self.peak_in_flight}"
+        )
+
+
+def _unit(*parts: object) -> float:
+    """A number in [0, 1) that depends only on the parts: reproducible randomness."""
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+class SearchService:
+    """A running (or stoppable) local search service. Use `start_service()` to make one."""
+
+    def __init__(
+        self,
+        *,
+        latency: dict[str, float] | float | None = None,
+        jitter: float = 0.0,
+        seed: int = 0,
+        failure_rate: float = 0.0,
+        capacity: int | None = None,
+        rate_limit: float | None = None,
+        host: str = "127.0.0.1",
+        allow_remote: bool = False,
+    ) -> None:
+        if host not in ("127.0.0.1", "localhost", "::1") and not allow_remote:
+            raise ValueError(
+                f"host={host!r} would expose the service beyond this machine. The course binds to "
+                "127.0.0.1; pass allow_remote=True only if you really mean it (e.g. an instructor's demo)."
+            )
+        self.host = host
+        self.port: int | None = None
+        self._lock = threading.Lock()
+        self._stats = ServiceStats()
+        self._by_source: Counter[str] = Counter()
+        self._attempts: Counter[tuple[str, str]] = Counter()
+        self._in_flight = 0
+        self._window: list[float] = []
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.latency: dict[str, float] = dict(DEFAULT_LATENCY)
+        self.jitter = 0.0
+        self.seed = 0
+        self.failure_rate = 0.0
+        self.capacity: int | None = None
+        self.rate_limit: float | None = None
+        self.configure(
+            latency=latency,
+            jitter=jitter,
+            seed=seed,
+            failure_rate=failure_rate,
+            capacity=capacity,
+            rate_limit=rate_limit,
+        )
+
+    # -- knobs -------------------------------------------------------------------
+    def configure(self, **knobs: Any) -> SearchService:
+        """Change knobs on a running service: latency, jitter, seed, failure_rate, capacity, rate_limit."""
+        known = {"latency", "jitter", "seed", "failure_rate", "capacity", "rate_limit"}
+        unknown = set(knobs) - known
+        if unknown:
+            raise TypeError(f"unknown knob(s) {sorted(unknown)}; the knobs are {sorted(known)}.")
+        if "latency" in knobs and knobs["latency"] is not None:
+            lat = knobs["latency"]
+            if isinstance(lat, (int, float)):
+                lat = {s: float(lat) for s in HTTP_SOURCES}
+            if not isinstance(lat, dict):
+                raise TypeError("latency must be seconds (a number) or a dict like {'web': 0.25, 'api': 0.3}.")
+            for src, sec in lat.items():
+                if src not in HTTP_SOURCES:
+                    raise ValueError(f"unknown source {src!r} in latency; the service's sources are {HTTP_SOURCES}.")
+                if not isinstance(sec, (int, float)) or not 0 <= sec <= 30:
+                    raise ValueError(f"latency[{src!r}] must be between 0 and 30 seconds, not {sec!r}.")
+            self.latency = {**self.latency, **{k: float(v) for k, v in lat.items()}}
+        if "jitter" in knobs:
+            j = knobs["jitter"]
+            if not isinstance(j, (int, float)) or not 0 <= j < 1:
+                raise ValueError(f"jitter is a fraction of the latency in [0, 1) (0.2 means ±20 %), not {j!r}.")
+            self.jitter = float(j)
+        if "seed" in knobs:
+            if not isinstance(knobs["seed"], int):
+                raise TypeError(f"seed must be an int, not {knobs['seed']!r}.")
+            self.seed = knobs["seed"]
+        if "failure_rate" in knobs:
+            f = knobs["failure_rate"]
+            if not isinstance(f, (int, float)) or not 0 <= f <= 1:
+                raise ValueError(f"failure_rate is a share of requests in [0, 1], not {f!r}.")
+            self.failure_rate = float(f)
+        if "capacity" in knobs:
+            c = knobs["capacity"]
+            if c is not None and (not isinstance(c, int) or isinstance(c, bool) or c < 1):
+                raise ValueError(
+                    f"capacity is the most requests in flight (an int ≥ 1) or None for no limit, not {c!r}."
+                )
+            self.capacity = c
+        if "rate_limit" in knobs:
+            r = knobs["rate_limit"]
+            if r is not None and (not isinstance(r, (int, float)) or r <= 0):
+                raise ValueError(f"rate_limit is requests per second (> 0) or None for no limit, not {r!r}.")
+            self.rate_limit = None if r is None else float(r)
+        return self
+
+    # -- life cycle --------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self.port is not None
+
+    @property
+    def url(self) -> str:
+        if not self.running:
+            raise RuntimeError("the service is not running: call start() (or use start_service()).")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> SearchService:
+        """Start serving on an ephemeral port in a background thread; returns self."""
+        global _current
+        if self.running:
+            return self
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, 0))
+        sock.listen(2048)
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self._app(),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            backlog=2048,
+            timeout_graceful_shutdown=1,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name=f"search-service:{self.port}", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the local search service did not start; run `python -m agency_lib doctor`.")
+            time.sleep(0.005)
+        _current = self
+        _running.add(self)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving and wait for the thread to end. Safe to call twice."""
+        global _current
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise RuntimeError(f"the search service thread did not stop within {timeout} s.")
+        self._thread = None
+        self._server = None
+        if _current is self:
+            _current = None
+        _running.discard(self)
+
+    def __enter__(self) -> SearchService:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.url if self.running else "stopped"
+        return f"<SearchService {where} latency={self.latency} capacity={self.capacity}>"
+
+    # -- counters ----------------------------------------------------------------
+    def stats(self) -> ServiceStats:
+        """A snapshot of the counters."""
+        with self._lock:
+            s = ServiceStats(**{**self._stats.__dict__, "by_source": dict(self._by_source)})
+        return s
+
+    def reset_stats(self) -> None:
+        """Zero the counters and the retry attempt memory (so a rerun draws the same failures)."""
+        with self._lock:
+            self._stats = ServiceStats()
+            self._by_source.clear()
+            self._attempts.clear()
+            self._window.clear()
+
+    # -- the HTTP app ------------------------------------------------------------
+    def _admit(self, source: str, query: str) -> tuple[int, float]:
+        """Count the request and decide: (status, latency)."""
+        now = time.monotonic()
+        with self._lock:
+            st = self._stats
+            st.requests += 1
+            self._by_source[source] += 1
+            if self.rate_limit is not None:
+                self._window = [t for t in self._window if now - t < 1.0]
+                if len(self._window) >= self.rate_limit:
+                    st.rejected += 1
+                    return 429, 0.0
+                self._window.append(now)
+            if self.capacity is not None and self._in_flight >= self.capacity:
+                st.rejected += 1
+                return 429, 0.0
+            self._in_flight += 1
+            st.peak_in_flight = max(st.peak_in_flight, self._in_flight)
+            self._attempts[(source, query)] += 1
+            attempt = self._attempts[(source, query)]
+        base = self.latency[source]
+        wait = base * (1 + self.jitter * (2 * _unit(self.seed, "jitter", source, query, attempt) - 1))
+        fail = _unit(self.seed, "fail", source, query, attempt) < self.failure_rate
+        return (503 if attempt % 2 else 500) if fail else 200, wait
+
+    def _app(self) -> Starlette:
+        async def search(request: Request) -> JSONResponse:
+            source = request.path_params["source"]
+            if source not in HTTP_SOURCES:
+                return JSONResponse({"error": f"unknown source {source!r}; use one of {list(HTTP_SOURCES)}"}, 404)
+            query = request.query_params.get("q", "").strip()
+            if not query:
+                return JSONResponse({"error": "missing query: add ?q=..."}, 400)
+            limit_text = request.query_params.get("limit", "3")
+            if not limit_text.isdigit():
+                return JSONResponse({"error": "limit must be a whole number"}, 400)
+            limit = int(limit_text)
+            status, wait = self._admit(source, query)
+            if status == 429:
+                return JSONResponse({"error": "too many requests: over capacity or rate limit"}, 429)
+            try:
+                await asyncio.sleep(wait)
+                with self._lock:
+                    if status == 200:
+                        self._stats.ok += 1
+                    else:
+                        self._stats.failed += 1
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+            if status != 200:
+                return JSONResponse({"error": "injected failure: try again"}, status)
+            return JSONResponse({"source": source, "query": query, "results": fake_results(source, query, limit)})
+
+        async def health(request: Request) -> JSONResponse:
+            return JSONResponse({"ok": True})
+
+        return Starlette(routes=[Route("/search/{source}", search), Route("/health", health)])
+
+
+def start_service(**knobs: Any) -> SearchService:
+    """Start a local search service (see `SearchService` for the knobs) and make it current.
+
+    >>> service = start_service(latency={"web": 0.25, "api": 0.3}, seed=7)  # doctest: +SKIP
+    >>> service.stop()                                                        # doctest: +SKIP
+    """
+    return SearchService(**knobs).start()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for svc in list(_running):
+        try:
+            svc.stop(timeout=1)
+        except Exception:
+            pass

@@ -1,0 +1,271 @@
+"""Record when each task really started and ended, across concurrent tasks and threads.
+
+A `Recorder` collects `Span`s. Feed it three ways:
+
+* ``async with rec.span("web: async io", group="web"): ...`` around any awaited work;
+* ``@rec.track(group="web")`` on an async or plain function;
+* ``config={"callbacks": [rec.callback()]}`` on a LangGraph run: every node run is
+  recorded without touching node code.
+
+While a recorder is *active* (``with rec:``), the course's tools record their own
+I/O into it too. Times are ``time.perf_counter()`` seconds relative to the recorder's
+first span, so charts start at 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+__all__ = ["Span", "Summary", "Recorder", "active_recorder"]
+
+Outcome = Literal["ok", "error", "cancelled"]
+F = TypeVar("F", bound=Callable[..., Any])
+
+_ACTIVE: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar("agency_active_recorder", default=None)
+
+
+def active_recorder() -> Recorder | None:
+    """The recorder made active with ``with rec:`` in this context, or None."""
+    return _ACTIVE.get()
+
+
+@dataclass(frozen=True)
+class Span:
+    """One task's run: when it started and ended (seconds), and how it ended."""
+
+    name: str
+    lane: str
+    group: str
+    start: float
+    end: float
+    outcome: Outcome = "ok"
+    error: str = ""
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Wall time, busy time (sum of span durations) and what follows from them."""
+
+    spans: int
+    wall: float
+    busy: float  # the sum of the innermost spans' durations (containers are not counted twice)
+    longest: float
+    peak_concurrency: int
+    errors: int
+    cancelled: int
+
+    @property
+    def speedup(self) -> float:
+        """busy / wall: how many spans' worth of waiting overlapped, on average."""
+        return self.busy / self.wall if self.wall > 0 else 1.0
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.spans} spans, wall {self.wall:.2f} s, busy {self.busy:.2f} s, "
+            f"speed-up {self.speedup:.1f}x, peak concurrency {self.peak_concurrency}"
+        )
+        if self.errors or self.cancelled:
+            text += f", {self.errors} failed, {self.cancelled} cancelled"
+        return text
+
+
+def _outcome_of(exc: BaseException | None) -> tuple[Outcome, str]:
+    if exc is None:
+        return "ok", ""
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled", "CancelledError"
+    return "error", f"{type(exc).__name__}: {exc}"
+
+
+def _leaves(spans: list[Span]) -> list[Span]:
+    """The spans that contain no other span: a node waiting on its tools is not counted twice."""
+    order = sorted(spans, key=lambda s: (s.start, -s.end))
+    leaves: list[Span] = []
+    min_end_after = float("inf")
+    for s in reversed(order):
+        if min_end_after > s.end:
+            leaves.append(s)
+        min_end_after = min(min_end_after, s.end)
+    return leaves
+
+
+class Recorder:
+    """Collects spans from any task or thread. Cheap: a few microseconds a span.
+
+    >>> rec = Recorder()
+    >>> with rec.span_sync("step", group="demo"):
+    ...     pass
+    >>> len(rec.spans)
+    1
+    """
+
+    def __init__(self, name: str = "run") -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError("Recorder(name=...) must be a non-empty string, e.g. Recorder('serial').")
+        self.name = name
+        self._lock = threading.Lock()
+        self._raw: list[tuple[str, str, str, float, float, Outcome, str]] = []
+        self._t0: float | None = None
+        self._tokens: list[contextvars.Token[Recorder | None]] = []
+
+    # -- feeding -----------------------------------------------------------------
+    def add(
+        self,
+        name: str,
+        start: float,
+        end: float,
+        *,
+        group: str = "",
+        lane: str | None = None,
+        outcome: Outcome = "ok",
+        error: str = "",
+    ) -> None:
+        """Add a span measured elsewhere; start and end are ``time.perf_counter()`` values."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("span name must be a non-empty string, e.g. 'web: async io'.")
+        if end < start:
+            raise ValueError(f"span {name!r} ends ({end}) before it starts ({start}).")
+        if outcome not in ("ok", "error", "cancelled"):
+            raise ValueError(f"outcome must be 'ok', 'error' or 'cancelled', not {outcome!r}.")
+        with self._lock:
+            if self._t0 is None or start < self._t0:
+                self._t0 = start
+            self._raw.append((name, lane or name, group or name, start, end, outcome, error))
+
+    @asynccontextmanager
+    async def span(self, name: str, *, group: str = "", lane: str | None = None):
+        """Record the awaited body as one span; a failure or cancellation is recorded, then re-raised."""
+        self._check_name(name)
+        start = time.perf_counter()
+        exc: BaseException | None = None
+        try:
+            yield
+        except BaseException as e:
+            exc = e
+            raise
+        finally:
+            outcome, error = _outcome_of(exc)
+            self.add(name, start, time.perf_counter(), group=group, lane=lane, outcome=outcome, error=error)
+
+    @contextmanager
+    def span_sync(self, name: str, *, group: str = "", lane: str | None = None) -> Iterator[None]:
+        """The same as `span`, for plain (blocking) code."""
+        self._check_name(name)
+        start = time.perf_counter()
+        exc: BaseException | None = None
+        try:
+            yield
+        except BaseException as e:
+            exc = e
+            raise
+        finally:
+            outcome, error = _outcome_of(exc)
+            self.add(name, start, time.perf_counter(), group=group, lane=lane, outcome=outcome, error=error)
+
+    def track(self, name: str | None = None, *, group: str = "") -> Callable[[F], F]:
+        """Decorator: record every call of an async or plain function as a span."""
+
+        def decorate(fn: F) -> F:
+            label = name or fn.__name__
+            if inspect.iscoroutinefunction(fn):
+
+                @functools.wraps(fn)
+                async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                    async with self.span(label, group=group):
+                        return await fn(*args, **kwargs)
+
+                return async_wrapper  # type: ignore[return-value]
+
+            @functools.wraps(fn)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                with self.span_sync(label, group=group):
+                    return fn(*args, **kwargs)
+
+            return wrapper  # type: ignore[return-value]
+
+        if callable(name):  # used bare: @rec.track
+            fn, name = name, None
+            return decorate(fn)  # type: ignore[return-value]
+        return decorate
+
+    def callback(self, lane: Callable[[str, Any], str] | None = None) -> Any:
+        """A LangChain callback handler that records every LangGraph node run.
+
+        Pass it as ``config={"callbacks": [rec.callback()]}``. ``lane(node, inputs)``
+        may name each run's lane (for example from a `Send` payload).
+        """
+        from .graph_timing import NodeTimer
+
+        return NodeTimer(self, lane=lane)
+
+    # -- making it active --------------------------------------------------------
+    def __enter__(self) -> Recorder:
+        self._tokens.append(_ACTIVE.set(self))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _ACTIVE.reset(self._tokens.pop())
+
+    # -- reading -----------------------------------------------------------------
+    @property
+    def spans(self) -> list[Span]:
+        """The spans so far, in start order, with times relative to the first start."""
+        with self._lock:
+            raw = list(self._raw)
+            t0 = self._t0 or 0.0
+        raw.sort(key=lambda r: (r[3], r[0]))
+        return [Span(n, ln, g, s - t0, e - t0, o, err) for n, ln, g, s, e, o, err in raw]
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def clear(self) -> None:
+        """Forget every span."""
+        with self._lock:
+            self._raw.clear()
+            self._t0 = None
+
+    def summary(self) -> Summary:
+        """Wall time, busy time, speed-up (busy / wall) and peak concurrency."""
+        spans = self.spans
+        if not spans:
+            raise ValueError(
+                f"recorder {self.name!r} is empty: run something inside "
+                "`async with rec.span(...)`, a @rec.track function or a graph with rec.callback() first."
+            )
+        leaves = _leaves(spans)
+        events = sorted([(s.start, 1) for s in leaves] + [(s.end, -1) for s in leaves])
+        peak = running = 0
+        for _, step in events:
+            running += step
+            peak = max(peak, running)
+        return Summary(
+            spans=len(spans),
+            wall=max(s.end for s in spans) - min(s.start for s in spans),
+            busy=sum(s.duration for s in leaves),
+            longest=max(s.duration for s in leaves),
+            peak_concurrency=peak,
+            errors=sum(s.outcome == "error" for s in spans),
+            cancelled=sum(s.outcome == "cancelled" for s in spans),
+        )
+
+    def __repr__(self) -> str:
+        return f"<Recorder {self.name!r}: {len(self)} spans>"
+
+    @staticmethod
+    def _check_name(name: object) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError("span name must be a non-empty string, e.g. 'web: async io'.")
