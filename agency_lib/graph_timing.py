@@ -30,7 +30,7 @@ class NodeTimer(BaseCallbackHandler):
         self.recorder = recorder
         self.lane = lane
         self._open: dict[UUID, tuple[str, str, float]] = {}
-        self._per_step: dict[tuple[str, str], int] = {}
+        self._per_step: dict[tuple[UUID | None, str, str], int] = {}
         self._lock = threading.Lock()
 
     def on_chain_start(
@@ -47,13 +47,16 @@ class NodeTimer(BaseCallbackHandler):
         node = (metadata or {}).get("langgraph_node")
         if not node or kwargs.get("name") != node or not any(t.startswith("graph:step:") for t in tags or ()):
             return
+        if node.startswith("__"):  # LangGraph's own __start__ node (it runs when START has conditional edges)
+            return
         if self.lane is not None:
             lane = str(self.lane(node, inputs))
         else:
-            step = str((metadata or {}).get("langgraph_step", ""))
+            # Counted per graph run (the parent run), so a callback reused for a second run starts again at 1.
+            key = (kwargs.get("parent_run_id"), node, str((metadata or {}).get("langgraph_step", "")))
             with self._lock:
-                k = self._per_step.get((node, step), 0) + 1
-                self._per_step[(node, step)] = k
+                k = self._per_step.get(key, 0) + 1
+                self._per_step[key] = k
             lane = node if k == 1 else f"{node} [{k}]"
         with self._lock:
             self._open[run_id] = (node, lane, start)
@@ -67,12 +70,21 @@ class NodeTimer(BaseCallbackHandler):
         node, lane, start = opened
         if error is None:
             outcome, text = "ok", ""
-        elif type(error).__name__ in ("CancelledError", "GraphInterrupt") and not str(error):
+        elif type(error).__name__ == "CancelledError" or (type(error).__name__ == "GraphInterrupt" and not str(error)):
+            # LangGraph cancels a failed step's siblings with a message (a sentinel object), so
+            # a CancelledError counts as cancelled whatever its text.
             outcome, text = "cancelled", type(error).__name__
         else:
             outcome, text = "error", f"{type(error).__name__}: {error}"
         self.recorder.add(
-            node if lane == node else lane, start, end, group=node, lane=lane, outcome=outcome, error=text
+            node if lane == node else lane,
+            start,
+            end,
+            group=node,
+            lane=lane,
+            outcome=outcome,
+            error=text,
+            key=run_id,  # the tools' spans inside this run name it as their parent
         )
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:

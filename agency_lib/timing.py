@@ -18,11 +18,12 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 __all__ = ["Span", "Summary", "Recorder", "active_recorder"]
@@ -31,6 +32,26 @@ Outcome = Literal["ok", "error", "cancelled"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _ACTIVE: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar("agency_active_recorder", default=None)
+_TOKENS: contextvars.ContextVar[tuple[contextvars.Token[Recorder | None], ...]] = contextvars.ContextVar(
+    "agency_active_recorder_tokens", default=()
+)
+# The innermost span open in this context (tasks made inside a span inherit it): its parent.
+_OPEN: contextvars.ContextVar[Hashable | None] = contextvars.ContextVar("agency_open_span", default=None)
+_span_ids = itertools.count(1)
+
+
+def _enclosing() -> Hashable | None:
+    """What a span opened here is nested in: the innermost open span, else the LangGraph node run."""
+    opened = _OPEN.get()
+    if opened is not None:
+        return opened
+    try:
+        from langchain_core.runnables.config import var_child_runnable_config
+    except ImportError:  # pragma: no cover - langchain-core is a dependency
+        return None
+    config = var_child_runnable_config.get()
+    callbacks = config.get("callbacks") if config else None
+    return getattr(callbacks, "parent_run_id", None)  # a node's run id (see graph_timing.NodeTimer)
 
 
 def active_recorder() -> Recorder | None:
@@ -49,6 +70,8 @@ class Span:
     end: float
     outcome: Outcome = "ok"
     error: str = ""
+    #: False when another span ran inside this one (a node waiting on its tools): not counted as busy twice.
+    leaf: bool = field(default=True, repr=False, compare=False)
 
     @property
     def duration(self) -> float:
@@ -91,15 +114,13 @@ def _outcome_of(exc: BaseException | None) -> tuple[Outcome, str]:
 
 
 def _leaves(spans: list[Span]) -> list[Span]:
-    """The spans that contain no other span: a node waiting on its tools is not counted twice."""
-    order = sorted(spans, key=lambda s: (s.start, -s.end))
-    leaves: list[Span] = []
-    min_end_after = float("inf")
-    for s in reversed(order):
-        if min_end_after > s.end:
-            leaves.append(s)
-        min_end_after = min(min_end_after, s.end)
-    return leaves
+    """The spans that contain no other span: a node waiting on its tools is not counted twice.
+
+    Nesting is recorded (a span opened inside another span, or inside a node run), not guessed
+    from times: concurrent siblings often lie inside one another's time (a 0.18 s kb call
+    started with a 0.25 s web call) and still both count.
+    """
+    return [s for s in spans if s.leaf]
 
 
 class Recorder:
@@ -117,7 +138,7 @@ class Recorder:
             raise ValueError("Recorder(name=...) must be a non-empty string, e.g. Recorder('serial').")
         self.name = name
         self._lock = threading.Lock()
-        self._raw: list[tuple[str, str, str, float, float, Outcome, str]] = []
+        self._raw: list[tuple[str, str, str, float, float, Outcome, str, Hashable | None, Hashable | None]] = []
         self._t0: float | None = None
         self._tokens: list[contextvars.Token[Recorder | None]] = []
 
@@ -132,8 +153,14 @@ class Recorder:
         lane: str | None = None,
         outcome: Outcome = "ok",
         error: str = "",
+        key: Hashable | None = None,
+        parent: Hashable | None = None,
     ) -> None:
-        """Add a span measured elsewhere; start and end are ``time.perf_counter()`` values."""
+        """Add a span measured elsewhere; start and end are ``time.perf_counter()`` values.
+
+        ``key`` names this span and ``parent`` the span it ran inside (optional): a span that
+        is some span's parent is a container, not counted in the busy time.
+        """
         if not isinstance(name, str) or not name:
             raise ValueError("span name must be a non-empty string, e.g. 'web: async io'.")
         if end < start:
@@ -143,12 +170,14 @@ class Recorder:
         with self._lock:
             if self._t0 is None or start < self._t0:
                 self._t0 = start
-            self._raw.append((name, lane or name, group or name, start, end, outcome, error))
+            self._raw.append((name, lane or name, group or name, start, end, outcome, error, key, parent))
 
     @asynccontextmanager
     async def span(self, name: str, *, group: str = "", lane: str | None = None):
         """Record the awaited body as one span; a failure or cancellation is recorded, then re-raised."""
         self._check_name(name)
+        key, parent = next(_span_ids), _enclosing()
+        token = _OPEN.set(key)
         start = time.perf_counter()
         exc: BaseException | None = None
         try:
@@ -157,13 +186,17 @@ class Recorder:
             exc = e
             raise
         finally:
+            end = time.perf_counter()
+            _OPEN.reset(token)
             outcome, error = _outcome_of(exc)
-            self.add(name, start, time.perf_counter(), group=group, lane=lane, outcome=outcome, error=error)
+            self.add(name, start, end, group=group, lane=lane, outcome=outcome, error=error, key=key, parent=parent)
 
     @contextmanager
     def span_sync(self, name: str, *, group: str = "", lane: str | None = None) -> Iterator[None]:
         """The same as `span`, for plain (blocking) code."""
         self._check_name(name)
+        key, parent = next(_span_ids), _enclosing()
+        token = _OPEN.set(key)
         start = time.perf_counter()
         exc: BaseException | None = None
         try:
@@ -172,8 +205,10 @@ class Recorder:
             exc = e
             raise
         finally:
+            end = time.perf_counter()
+            _OPEN.reset(token)
             outcome, error = _outcome_of(exc)
-            self.add(name, start, time.perf_counter(), group=group, lane=lane, outcome=outcome, error=error)
+            self.add(name, start, end, group=group, lane=lane, outcome=outcome, error=error, key=key, parent=parent)
 
     def track(self, name: str | None = None, *, group: str = "") -> Callable[[F], F]:
         """Decorator: record every call of an async or plain function as a span."""
@@ -213,11 +248,15 @@ class Recorder:
 
     # -- making it active --------------------------------------------------------
     def __enter__(self) -> Recorder:
-        self._tokens.append(_ACTIVE.set(self))
+        # The tokens live in the context, not on the recorder: concurrent tasks that each
+        # run `with rec:` must each reset their own token.
+        _TOKENS.set((*_TOKENS.get(), _ACTIVE.set(self)))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _ACTIVE.reset(self._tokens.pop())
+        *rest, token = _TOKENS.get()
+        _TOKENS.set(tuple(rest))
+        _ACTIVE.reset(token)
 
     # -- reading -----------------------------------------------------------------
     @property
@@ -227,7 +266,11 @@ class Recorder:
             raw = list(self._raw)
             t0 = self._t0 or 0.0
         raw.sort(key=lambda r: (r[3], r[0]))
-        return [Span(n, ln, g, s - t0, e - t0, o, err) for n, ln, g, s, e, o, err in raw]
+        parents = {r[8] for r in raw if r[8] is not None}
+        return [
+            Span(n, ln, g, s - t0, e - t0, o, err, leaf=k is None or k not in parents)
+            for n, ln, g, s, e, o, err, k, _ in raw
+        ]
 
     def __len__(self) -> int:
         return len(self._raw)
