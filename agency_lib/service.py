@@ -187,7 +187,10 @@ class SearchService:
         if self.running:
             return self
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets whose proto is
+        # IPPROTO_TCP, and accepted sockets inherit it. With proto 0, Nagle + delayed ACK add
+        # ~40 ms to every request on a reused keep-alive connection.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, 0))
         sock.listen(2048)
@@ -199,6 +202,10 @@ class SearchService:
             lifespan="off",
             backlog=2048,
             timeout_graceful_shutdown=1,
+            # Loopback only: no proxy in front, no Server/Date headers to build (~10 % less CPU a request).
+            proxy_headers=False,
+            server_header=False,
+            date_header=False,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -226,9 +233,9 @@ class SearchService:
                 raise RuntimeError(f"the search service thread did not stop within {timeout} s.")
         self._thread = None
         self._server = None
-        if _current is self:
-            _current = None
         _running.discard(self)
+        if _current is self:  # another service still running (e.g. the notebook's, after the doctor's) stays current
+            _current = next((s for s in list(_running) if s.running), None)
 
     def __enter__(self) -> SearchService:
         return self.start()
