@@ -49,7 +49,9 @@ def _spans_of(recording: Recorder | Sequence[Span], arg: str = "recording") -> l
 
 def _colour(group: str, seen: dict[str, str]) -> str:
     if group not in seen:
-        seen[group] = GROUP_COLOURS.get(group, _PALETTE[len(seen) % len(_PALETTE)])
+        # an unknown group takes a palette colour no group on the chart uses yet (not web's blue)
+        free = [c for c in _PALETTE if c not in seen.values() and c not in GROUP_COLOURS.values()]
+        seen[group] = GROUP_COLOURS.get(group) or (free[0] if free else _PALETTE[len(seen) % len(_PALETTE)])
     return seen[group]
 
 
