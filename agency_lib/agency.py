@@ -25,6 +25,7 @@ class AgencyState(TypedDict, total=False):
     """What flows through the agency. `findings` and `errors` merge with `operator.add`."""
 
     topic: str
+    n_queries: int  # how many queries the Planner makes (default 3); a key the graph must know to keep it
     queries: list[str]
     findings: Annotated[list[dict[str, Any]], operator.add]
     errors: Annotated[list[str], operator.add]
@@ -49,7 +50,7 @@ def plan_queries(topic: str, n: int = 3) -> list[str]:
 
 async def planner(state: AgencyState) -> dict[str, Any]:
     """Planner node: turn the topic into search queries (``state['n_queries']``, default 3)."""
-    n = state.get("n_queries", 3)  # type: ignore[call-overload]
+    n = state.get("n_queries", 3)
     return {"queries": plan_queries(state["topic"], n)}
 
 
