@@ -20,7 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def run(path: Path) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", record_timing=False, resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
+    for cell in nb.cells:  # no timestamps in the stored notebook: they only add noise to diffs
+        cell.metadata.pop("execution", None)
     took = time.perf_counter() - start
     nb.metadata.pop("widgets", None)
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
