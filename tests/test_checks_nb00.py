@@ -1,0 +1,60 @@
+"""The self-check of notebook 00: counting the knowledge base's hits after a first `await`."""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+
+import pytest
+
+from agency_lib import kb_search
+from agency_lib.checks import nb00
+
+
+def hits(query: str) -> int:
+    return len(asyncio.run(kb_search(query, limit=nb00.LIMIT)))
+
+
+def test_the_right_count_passes():
+    n = hits("event loop")
+    assert n > 3  # so that the default limit (3) would give a wrong count
+    fb = asyncio.run(nb00.check_hits("event loop", n))
+    assert fb.ok, fb
+    assert f"{n} hits" in fb.message
+
+
+def test_zero_hits_can_be_right():
+    fb = asyncio.run(nb00.check_hits("zebra", 0))
+    assert fb.ok and "0 hits" in fb.message
+
+
+def test_a_wrong_count_names_the_right_one_and_the_limit():
+    fb = asyncio.run(nb00.check_hits("event loop", 3))
+    assert not fb.ok
+    assert f"has {hits('event loop')} hits" in fb.message
+    assert any("limit=10" in h for h in fb.hints)
+
+
+def test_a_coroutine_means_a_missing_await_and_is_closed():
+    async def run():
+        return await nb00.check_hits("event loop", kb_search("event loop"))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a "never awaited" warning would fail the test
+        fb = asyncio.run(run())
+    assert not fb.ok
+    assert "coroutine" in fb.message
+    assert any("await" in h for h in fb.hints)
+
+
+@pytest.mark.parametrize(("n_hits", "says"), [(None, "not done"), (..., "not done"), ([1, 2], "len("), ("7", "len(")])
+def test_other_wrong_answers_get_hints(n_hits, says):
+    fb = asyncio.run(nb00.check_hits("event loop", n_hits))
+    assert not fb.ok
+    assert says in fb.message + " ".join(fb.hints)
+
+
+@pytest.mark.parametrize("query", ["", "   ", None, 3])
+def test_a_bad_query_raises(query):
+    with pytest.raises(ValueError, match="query"):
+        asyncio.run(nb00.check_hits(query, 0))
