@@ -1,0 +1,275 @@
+"""Watch an agency run, then report on it: progress lines, a timing table, the critical path.
+
+* `PhaseProgress` turns ``app.astream(..., stream_mode=["updates", "custom"])`` into one
+  printed line per finished phase (planner, research, writer, …). Concurrent tasks of one
+  phase are summed up in one line (counts per status, in a fixed order), so the output
+  reads the same whatever order the tasks finished in.
+* `timing_table` sums recorded spans per node or per source: count, failed, total, mean, max.
+* `critical_path` finds, in a recording, the longest chain of waits that had to happen one
+  after another: a retry after the attempt that failed (plus its back-off), and a request
+  that could only start when a full service freed a slot.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .timing import Recorder, Span
+
+__all__ = ["PhaseProgress", "timing_table", "CriticalPath", "critical_path", "HTTP_GROUPS"]
+
+#: The groups (sources) whose requests go to the local search service and share its capacity.
+HTTP_GROUPS = ("web", "api")
+#: The order of statuses in a phase line; any other status follows, alphabetically.
+STATUS_ORDER = ("ok", "failed", "retried")
+
+
+class PhaseProgress:
+    """Print one line per finished phase of a streamed run.
+
+    Nodes report with the custom stream: ``get_stream_writer()({"phase": "research",
+    "status": "ok"})`` (``status`` is any word; ``text`` replaces the summary of a phase
+    that ran once). Feed every ``(mode, chunk)`` pair of
+    ``astream(..., stream_mode=["updates", "custom"])`` to `feed`, and call `close` at the end
+    (or use ``with PhaseProgress() as progress:``).
+
+    A phase's line is printed when the next phase starts (or at `close`), stamped with the
+    time of the phase's last event since the progress began.
+    """
+
+    def __init__(self, print_fn: Callable[[str], None] = print, width: int = 10) -> None:
+        if not callable(print_fn):
+            raise TypeError(f"print_fn must be a function that takes a line, like print, not {print_fn!r}.")
+        if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+            raise ValueError(f"width is the column width of the phase names (an int ≥ 1), not {width!r}.")
+        self._print = print_fn
+        self._width = width
+        self._t0 = time.perf_counter()
+        self.lines: list[str] = []
+        self._phase: str | None = None
+        self._last = 0.0
+        self._statuses: Counter[str] = Counter()
+        self._texts: list[str] = []
+        self._updates: list[dict[str, Any]] = []
+
+    # -- feeding -------------------------------------------------------------------------
+    def feed(self, mode: str, chunk: Any) -> None:
+        """Take one item of ``astream(..., stream_mode=["updates", "custom"])``."""
+        if mode == "custom":
+            if not isinstance(chunk, dict) or not isinstance(chunk.get("phase"), str):
+                raise ValueError(
+                    "a progress event is a dict with a 'phase' (the node's name), e.g. "
+                    f"{{'phase': 'research', 'status': 'ok'}}; got {chunk!r}."
+                )
+            self._event(chunk["phase"])
+            if "status" in chunk:
+                self._statuses[str(chunk["status"])] += 1
+            if "text" in chunk:
+                self._texts.append(str(chunk["text"]))
+        elif mode == "updates":
+            if not isinstance(chunk, dict):
+                raise ValueError(f"an 'updates' item is a dict {{node: update}}; got {chunk!r}.")
+            for node, update in chunk.items():
+                if node.startswith("__"):  # __interrupt__ and friends: not a phase
+                    continue
+                self._event(node)
+                self._updates.append(update if isinstance(update, dict) else {})
+        else:
+            raise ValueError(
+                f"stream mode {mode!r} is not one PhaseProgress reads; stream with "
+                "stream_mode=['updates', 'custom'] and feed it every (mode, chunk) pair."
+            )
+
+    def close(self) -> None:
+        """Print the line of the last phase. Safe to call twice."""
+        self._flush()
+
+    def __enter__(self) -> PhaseProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- inside --------------------------------------------------------------------------
+    def _event(self, phase: str) -> None:
+        if phase != self._phase:
+            self._flush()
+            self._phase = phase
+        self._last = time.perf_counter() - self._t0
+
+    def _summary(self) -> str:
+        reported = sum(n for status, n in self._statuses.items() if status != "retried")
+        tasks = max(len(self._updates), reported)
+        if tasks <= 1 and self._texts:
+            return "; ".join(self._texts)
+        if self._statuses:
+            order = [s for s in STATUS_ORDER if s in self._statuses]
+            order += sorted(set(self._statuses) - set(STATUS_ORDER))
+            parts = [f"{self._statuses[s]} {s}" for s in order]
+            if tasks > reported:  # updates without an event: writes restored from a checkpoint
+                parts.append(f"{tasks - reported} from the checkpoint")
+            return f"{tasks} tasks: " + ", ".join(parts)
+        sizes: Counter[str] = Counter()
+        for update in self._updates:
+            for key, value in update.items():
+                sizes[key] += len(value) if isinstance(value, list) else 1
+        return ", ".join(f"{key} {n}" for key, n in sorted(sizes.items())) or "done"
+
+    def _flush(self) -> None:
+        if self._phase is None:
+            return
+        line = f"[{self._last:5.2f} s] {self._phase:<{self._width}} {self._summary()}"
+        self.lines.append(line)
+        self._print(line)
+        self._phase = None
+        self._statuses.clear()
+        self._texts.clear()
+        self._updates.clear()
+
+
+# -- after the run: tables ---------------------------------------------------------------------
+def _spans(recording: Recorder | Sequence[Span]) -> list[Span]:
+    if isinstance(recording, Recorder):
+        return recording.spans
+    if isinstance(recording, Sequence) and all(isinstance(s, Span) for s in recording):
+        return list(recording)
+    raise TypeError(f"expected a Recorder or a list of Span, not {type(recording).__name__}.")
+
+
+def timing_table(
+    recording: Recorder | Sequence[Span],
+    groups: Iterable[str],
+    by: Literal["group", "lane"] = "group",
+    title: str = "group",
+) -> str:
+    """A text table of the spans of `groups`, one row per group (or per lane), in that order.
+
+    Columns: runs, failed (error or cancelled), total, mean and max seconds.
+
+    >>> rec = Recorder()
+    >>> rec.add("web: a", 0.0, 0.25, group="web")
+    >>> print(timing_table(rec, ["web"], title="source"))
+    source   runs  failed    total     mean      max
+    web         1       0   0.25 s   0.25 s   0.25 s
+    """
+    if by not in ("group", "lane"):
+        raise ValueError(f"by must be 'group' or 'lane', not {by!r}.")
+    if isinstance(groups, str):
+        raise TypeError(f"groups is a list of names, e.g. ['web', 'kb', 'api'], not the string {groups!r}.")
+    wanted = list(groups)
+    spans = [s for s in _spans(recording) if s.group in wanted]
+    if not spans:
+        raise ValueError(f"no span of the groups {wanted} in the recording: did the run record them?")
+    rows: dict[str, list[Span]] = {}
+    for group in wanted:
+        for s in spans:
+            if s.group == group:
+                rows.setdefault(s.group if by == "group" else s.lane, []).append(s)
+    width = max(len(title), *(len(k) for k in rows)) + 2
+    lines = [f"{title:<{width}}{'runs':>5}{'failed':>8}{'total':>9}{'mean':>9}{'max':>9}"]
+    for key, group_spans in rows.items():
+        durations = [s.duration for s in group_spans]
+        bad = sum(s.outcome != "ok" for s in group_spans)
+        total = sum(durations)
+        lines.append(
+            f"{key:<{width}}{len(durations):>5}{bad:>8}{total:>7.2f} s{total / len(durations):>7.2f} s"
+            f"{max(durations):>7.2f} s"
+        )
+    return "\n".join(lines)
+
+
+# -- after the run: the critical path -----------------------------------------------------------
+@dataclass(frozen=True)
+class CriticalPath:
+    """The longest chain of unavoidable waits: its spans in order and its length in seconds."""
+
+    spans: tuple[Span, ...]
+    backoff: float  # the retry policy's back-off waits counted on the chain
+    length: float  # sum of the chain's span durations plus `backoff`
+
+    def __str__(self) -> str:
+        steps = " → ".join(
+            f"{s.name} ({s.duration:.2f} s{', failed' if s.outcome != 'ok' else ''})" for s in self.spans
+        )
+        extra = f" + back-off {self.backoff:.2f} s" if self.backoff else ""
+        return f"critical path {self.length:.2f} s{extra}: {steps}"
+
+
+def _backoff(retry: Any, nth: int) -> float:
+    """The wait a RetryPolicy-like object makes before its nth retry (1-based); jitter not counted."""
+    if retry is None:
+        return 0.0
+    return min(retry.max_interval, retry.initial_interval * retry.backoff_factor ** (nth - 1))
+
+
+def critical_path(
+    recording: Recorder | Sequence[Span],
+    *,
+    capacity: int | None,
+    groups: Sequence[str] = ("web", "kb", "api"),
+    http_groups: Sequence[str] = HTTP_GROUPS,
+    retry: Any = None,
+) -> CriticalPath:
+    """The longest chain of waits among the tool spans of `groups` that no scheduler could shorten.
+
+    A span B is chained after a span A (B could not start before A ended) when:
+
+    * B is the next attempt of the same call (same name) as a failed A: a retry, which
+      also waits the back-off of `retry` (a ``RetryPolicy``; None counts no back-off);
+    * B is a request to the service (a group in `http_groups`), A is the request that ended
+      last before B started, and when A ended the service held `capacity` requests: B
+      needed A's slot. With ``capacity=None`` the service never fills up.
+
+    The length of a chain is the sum of its spans' durations (plus back-offs); any gap
+    between them is overhead, not a wait, so the critical path is never longer than the run.
+    """
+    if capacity is not None and (not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1):
+        raise ValueError(
+            f"capacity is the service's limit of requests in flight (an int ≥ 1) or None, not {capacity!r}."
+        )
+    if retry is not None and not all(hasattr(retry, a) for a in ("initial_interval", "backoff_factor", "max_interval")):
+        raise TypeError(f"retry must be a langgraph RetryPolicy (or None), not {type(retry).__name__}.")
+    spans = sorted((s for s in _spans(recording) if s.group in groups), key=lambda s: (s.start, s.end))
+    if not spans:
+        raise ValueError(
+            f"no tool span of the groups {list(groups)} in the recording: record the run with `with rec:`."
+        )
+    http = [s for s in spans if s.group in http_groups]
+
+    def service_full_at(t: float) -> bool:
+        return capacity is not None and sum(s.start < t <= s.end for s in http) >= capacity
+
+    best: dict[int, float] = {}
+    prev: dict[int, tuple[int | None, float]] = {}
+    attempts: Counter[str] = Counter()
+    last_attempt: dict[str, int] = {}
+    for i, b in enumerate(spans):
+        options: list[tuple[float, int | None, float]] = [(0.0, None, 0.0)]
+        if b.name in last_attempt:  # a retry: after the failed attempt, and its back-off
+            a = last_attempt[b.name]
+            wait = min(_backoff(retry, attempts[b.name]), max(0.0, b.start - spans[a].end))
+            options.append((best[a] + wait, a, wait))
+        if b.group in http_groups:  # waited for a slot of a full service?
+            ended = [j for j in range(i) if spans[j].group in http_groups and spans[j].end <= b.start]
+            if ended:
+                a = max(ended, key=lambda j: spans[j].end)
+                if service_full_at(spans[a].end):
+                    options.append((best[a], a, 0.0))
+        base, pred, wait = max(options, key=lambda o: o[0])
+        best[i] = base + b.duration
+        prev[i] = (pred, wait)
+        attempts[b.name] += 1
+        last_attempt[b.name] = i
+    end = max(best, key=lambda i: best[i])
+    chain: list[Span] = []
+    backoff = 0.0
+    node: int | None = end
+    while node is not None:
+        chain.append(spans[node])
+        node, wait = prev[node]
+        backoff += wait
+    return CriticalPath(tuple(reversed(chain)), backoff, best[end])
