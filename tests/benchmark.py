@@ -1,0 +1,297 @@
+"""How much the course's scaffolding costs: run with ``.venv/bin/python tests/benchmark.py``.
+
+Not a test (pytest does not collect it): it prints three measurements.
+
+1. Recorder overhead per span (µs): the async context manager, the sync one, and the
+   NodeTimer callback (its handler alone, and a real graph run with vs without it).
+   Target: ≤ 20 µs a span.
+2. The local service's overhead above its configured latency (0.05 s) on loopback,
+   p50 and p99, with 100 and with 1,000 requests launched at once from one httpx client
+   (20 idle connections kept, as `make_client` does; then 100 kept, to show what httpcore's
+   pool costs), and the CPU a request costs the service thread and the client.
+   Goal: p50 ≤ 5 ms at 100 in flight.
+3. `Send` fan-out overhead per task over a bare `asyncio.gather` (300 zero-work tasks).
+
+Pass ``--profile`` to also print the top functions (cProfile) of the client's loop during
+the 1,000-request bursts and of the service thread over all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import io
+import operator
+import pstats
+import statistics
+import sys
+import time
+import uuid
+from typing import Annotated, Any, TypedDict
+
+import httpx
+import psutil
+
+from agency_lib import Recorder, start_service
+
+LATENCY = 0.05
+
+
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:6.1f} µs"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:6.2f} ms"
+
+
+# -- 1. recorder overhead ----------------------------------------------------------------
+def bench_recorder(n: int = 20_000) -> None:
+    print("1. Recorder overhead per span (best of 5 rounds)")
+
+    async def empty_loop() -> float:
+        t = time.perf_counter()
+        for _ in range(n):
+            pass
+        return time.perf_counter() - t
+
+    async def async_spans() -> float:
+        rec = Recorder()
+        t = time.perf_counter()
+        for _ in range(n):
+            async with rec.span("step", group="g"):
+                pass
+        took = time.perf_counter() - t
+        assert len(rec) == n
+        return took
+
+    def sync_spans() -> float:
+        rec = Recorder()
+        t = time.perf_counter()
+        for _ in range(n):
+            with rec.span_sync("step", group="g"):
+                pass
+        took = time.perf_counter() - t
+        assert len(rec) == n
+        return took
+
+    def node_timer_handler() -> float:
+        # The handler alone, as LangChain calls it for a node run (inline callbacks).
+        rec = Recorder()
+        cb = rec.callback()
+        meta = {"langgraph_node": "work", "langgraph_step": 1}
+        tags = ["graph:step:1"]
+        ids = [uuid.uuid4() for _ in range(n)]
+        t = time.perf_counter()
+        for run_id in ids:
+            cb.on_chain_start({}, {}, run_id=run_id, tags=tags, metadata=meta, name="work")
+            cb.on_chain_end({}, run_id=run_id)
+        took = time.perf_counter() - t
+        assert len(rec) == n
+        return took
+
+    base = min(asyncio.run(empty_loop()) for _ in range(5))
+    a = min(asyncio.run(async_spans()) for _ in range(5)) - base
+    s = min(sync_spans() for _ in range(5)) - base
+    h = min(node_timer_handler() for _ in range(5)) - base
+    print(f"   async with rec.span(...)        {_us(a / n)}")
+    print(f"   with rec.span_sync(...)         {_us(s / n)}")
+    print(f"   NodeTimer handler (start + end) {_us(h / n)}")
+
+    # A real graph: 200 sequential super-steps would be slow to build; use 300 Send tasks,
+    # with and without the callback, and divide the difference by the node runs.
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.types import Send
+
+    class S(TypedDict, total=False):
+        out: Annotated[list, operator.add]
+
+    async def work(state: dict) -> dict:
+        return {"out": [1]}
+
+    g = StateGraph(S)
+    g.add_node("work", work)
+    g.add_conditional_edges(START, lambda s: [Send("work", {}) for _ in range(300)], ["work"])
+    g.add_edge("work", END)
+    app = g.compile()
+
+    async def run(with_cb: bool) -> float:
+        cfg: dict[str, Any] = {"callbacks": [Recorder().callback()]} if with_cb else {}
+        t = time.perf_counter()
+        await app.ainvoke({}, config=cfg)
+        return time.perf_counter() - t
+
+    async def graph_rounds() -> tuple[float, float]:
+        await run(False)
+        await run(True)
+        plain = min([await run(False) for _ in range(7)])
+        timed = min([await run(True) for _ in range(7)])
+        return plain, timed
+
+    plain, timed = asyncio.run(graph_rounds())
+    print(
+        f"   NodeTimer in a real graph run   {_us((timed - plain) / 300)} per node run "
+        f"(LangChain's callback manager included; 300 Send tasks: {_ms(plain)} without, {_ms(timed)} with)"
+    )
+    print("   target: ≤ 20 µs a span")
+
+
+# -- 2. service overhead -----------------------------------------------------------------
+async def _burst(client: httpx.AsyncClient, k: int, tag: str) -> list[float]:
+    """k requests at once; each one's time from the call to the response (seconds)."""
+
+    async def one(i: int) -> float:
+        t = time.perf_counter()
+        r = await client.get("/search/web", params={"q": f"{tag} {i}"})
+        took = time.perf_counter() - t
+        assert r.status_code == 200, r.status_code
+        return took
+
+    return list(await asyncio.gather(*(one(i) for i in range(k))))
+
+
+def _pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
+
+
+def _thread_cpu(native_id: int | None) -> float:
+    """CPU seconds used so far by one thread of this process (the service's)."""
+    for t in psutil.Process().threads():
+        if t.id == native_id:
+            return t.user_time + t.system_time
+    return 0.0
+
+
+async def _levels(svc: Any, rounds: int, profile: bool) -> None:
+    for k, keepalive in ((100, 20), (1000, 20), (100, 100)):
+        # make_client(max_connections=k) keeps 20 idle connections; the last line keeps all k.
+        limits = httpx.Limits(max_connections=k, max_keepalive_connections=keepalive)
+        async with httpx.AsyncClient(base_url=svc.url, limits=limits, timeout=60) as client:
+            await _burst(client, k, "warm-up")
+            svc.reset_stats()
+            times: list[float] = []
+            walls: list[float] = []
+            prof = cProfile.Profile() if profile and k == 1000 else None
+            for r in range(rounds if keepalive == 20 else 1):
+                t = time.perf_counter()
+                if prof:
+                    prof.enable()
+                times += await _burst(client, k, f"round {r}")
+                if prof:
+                    prof.disable()
+                walls.append(time.perf_counter() - t)
+            over = [x - LATENCY for x in times]
+            print(
+                f"   {k:>5} in flight, keep-alive {keepalive:>3}: overhead p50 {_ms(_pct(over, 50))}, "
+                f"p99 {_ms(_pct(over, 99))}; a burst takes {_ms(statistics.median(walls))}; "
+                f"peak in flight {svc.stats().peak_in_flight}"
+            )
+            if prof:
+                _print_profile("the client's event loop, 1,000 in flight", prof)
+
+
+async def _cpu_split(svc: Any, n: int = 1000) -> None:
+    """One request at a time, latency 0: the CPU each side spends on a request."""
+    svc.configure(latency=0.0)
+    native_id = svc._thread.native_id
+    async with httpx.AsyncClient(base_url=svc.url) as client:
+        for i in range(50):
+            await client.get("/search/web", params={"q": f"warm {i}"})
+        server0, all0, t0 = _thread_cpu(native_id), time.process_time(), time.perf_counter()
+        for i in range(n):
+            await client.get("/search/web", params={"q": f"q {i}"})
+        wall, total, server = (
+            time.perf_counter() - t0,
+            time.process_time() - all0,
+            _thread_cpu(native_id) - server0,
+        )
+    print(
+        f"   one at a time, latency 0: {_us(wall / n)} a request; CPU: service thread {_us(server / n)}, "
+        f"client (httpx) {_us((total - server) / n)}"
+    )
+    svc.configure(latency=LATENCY)
+
+
+def _print_profile(label: str, prof: cProfile.Profile, top: int = 10) -> None:
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
+    lines = [ln for ln in out.getvalue().splitlines() if ln.strip()]
+    start = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls"))
+    print(f"   cProfile, {label}, by own time:")
+    for ln in lines[start : start + top + 1]:
+        ln = ln.replace(sys.prefix + "/lib/python3.11/site-packages/", "").replace(sys.base_prefix, "<python>")
+        print("     " + ln)
+
+
+def bench_service(profile: bool = False) -> None:
+    print(f"2. Service overhead above its latency ({_ms(LATENCY)}) on loopback, timed by the client per request")
+    with start_service(latency=LATENCY, seed=0) as svc:
+        server_prof = cProfile.Profile() if profile else None
+        if server_prof is not None:  # profile the service's own thread: install it on its loop
+            loop = svc._server.servers[0].get_loop()
+            asyncio.run_coroutine_threadsafe(_call(server_prof.enable), loop).result(5)
+        asyncio.run(_levels(svc, rounds=3, profile=profile))
+        if server_prof is not None:
+            asyncio.run_coroutine_threadsafe(_call(server_prof.disable), loop).result(5)
+            _print_profile("the service thread (uvicorn + starlette), all levels", server_prof)
+        asyncio.run(_cpu_split(svc))
+    print("   goal: p50 ≤ 5 ms at 100 in flight")
+
+
+async def _call(fn: Any) -> None:
+    fn()
+
+
+# -- 3. Send fan-out ---------------------------------------------------------------------
+def bench_send(n: int = 300) -> None:
+    print(f"3. Send fan-out vs a bare gather ({n} zero-work tasks, best of 7)")
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.types import Send
+
+    class S(TypedDict, total=False):
+        out: Annotated[list, operator.add]
+
+    async def work(state: dict) -> dict:
+        return {"out": [state["i"]]}
+
+    def build(k: int) -> Any:
+        g = StateGraph(S)
+        g.add_node("work", work)
+        g.add_conditional_edges(START, lambda s: [Send("work", {"i": i}) for i in range(k)], ["work"])
+        g.add_edge("work", END)
+        return g.compile()
+
+    fan, one = build(n), build(1)
+
+    async def timed(app: Any) -> float:
+        t = time.perf_counter()
+        await app.ainvoke({})
+        return time.perf_counter() - t
+
+    async def bare() -> float:
+        t = time.perf_counter()
+        await asyncio.gather(*(work({"i": i}) for i in range(n)))
+        return time.perf_counter() - t
+
+    async def main() -> tuple[float, float, float]:
+        await timed(fan)
+        await timed(one)
+        return (
+            min([await timed(fan) for _ in range(7)]),
+            min([await timed(one) for _ in range(7)]),
+            min([await bare() for _ in range(7)]),
+        )
+
+    t_fan, t_one, t_bare = asyncio.run(main())
+    per_send = (t_fan - t_one) / (n - 1)
+    print(f"   Send:   {_ms(t_fan)} for {n} tasks ({_ms(t_one)} for 1) → {_us(per_send)} per task")
+    print(f"   gather: {_ms(t_bare)} for {n} tasks → {_us(t_bare / n)} per task")
+    print(f"   Send costs {_us(per_send - t_bare / n)} more per task than a bare gather")
+
+
+if __name__ == "__main__":
+    profile = "--profile" in sys.argv[1:]
+    bench_recorder()
+    bench_service(profile=profile)
+    bench_send()
