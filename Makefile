@@ -5,6 +5,8 @@ PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Jupyter refuses to run as root unless told; containers and CI often are root.
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
 .PHONY: lab test lint format notebooks lock doctor demo clean
 
@@ -18,7 +20,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 lab: $(STAMP)  ## set up, then open the course in JupyterLab
 	$(BIN)/python -m agency_lib doctor
-	$(BIN)/jupyter lab notebooks/00_welcome.ipynb
+	$(BIN)/jupyter lab $(LAB_ARGS) notebooks/00_welcome.ipynb
 
 test: $(STAMP)  ## set up, then lint, unit tests and every notebook under nbval (strict)
 	$(BIN)/ruff check agency_lib tests notebooks .ci

@@ -290,8 +290,39 @@ def bench_send(n: int = 300) -> None:
     print(f"   Send costs {_us(per_send - t_bare / n)} more per task than a bare gather")
 
 
+def bench_service_wrk(seconds: int = 5) -> None:
+    """The service measured from another process with wrk (keep-alive connections, closed loop).
+
+    This isolates the service from httpx's client-side cost; skipped when wrk is not installed
+    (Debian: apt-get install wrk).
+    """
+    import re
+    import shutil
+    import subprocess
+
+    print("2b. Service overhead measured by wrk from another process (latency 0.05 s)")
+    if not shutil.which("wrk"):
+        print("   skipped: wrk is not installed")
+        return
+    with start_service(latency=LATENCY) as svc:
+        for conns in (100, 1000):
+            out = subprocess.run(
+                ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", f"{svc.url}/search/web?q=async"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            pct = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+)ms", out, re.M))
+            rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+            print(
+                f"   {conns:>5} in flight: p50 overhead {float(pct['50']) - LATENCY * 1e3:6.2f} ms, "
+                f"p99 overhead {float(pct['99']) - LATENCY * 1e3:6.2f} ms, {float(rps.group(1)) if rps else 0:.0f} req/s"
+            )
+
+
 if __name__ == "__main__":
     profile = "--profile" in sys.argv[1:]
     bench_recorder()
     bench_service(profile=profile)
+    bench_service_wrk()
     bench_send()
