@@ -111,5 +111,5 @@ def run_doctor(out: Callable[[str], None] = print) -> bool:
             report(*check())
         except Exception as exc:  # a check that crashes is a failed check, said plainly
             report(False, f"{check.__name__[7:]}: {type(exc).__name__}: {exc}")
-    out("All good: open notebooks/00_welcome.ipynb." if ok_all else "Something is missing: fix the [FAIL] lines above.")
+    out("All good: the course is ready to run." if ok_all else "Something is missing: fix the [FAIL] lines above.")
     return ok_all

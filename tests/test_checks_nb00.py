@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from agency_lib import kb_search
+from agency_lib import Recorder, kb_search
 from agency_lib.checks import nb00
 
 
@@ -58,3 +58,53 @@ def test_other_wrong_answers_get_hints(n_hits, says):
 def test_a_bad_query_raises(query):
     with pytest.raises(ValueError, match="query"):
         asyncio.run(nb00.check_hits(query, 0))
+
+
+def record(*searches) -> Recorder:
+    """Record the given async searches (zero-argument functions), one after another."""
+
+    async def run(rec: Recorder) -> None:
+        with rec:
+            for search in searches:
+                await search()
+
+    rec = Recorder("my searches")
+    asyncio.run(run(rec))
+    return rec
+
+
+def test_a_web_search_and_an_api_lookup_in_a_row_pass():
+    rec = Recorder("my searches")
+    rec.add("web: retries", 0.0, 0.25, group="web")
+    rec.add("api: retries", 0.25, 0.55, group="api")
+    fb = nb00.check_recording(rec)
+    assert fb.ok, fb
+    assert "one after another" in fb.message and "api, web" in fb.message
+
+
+def test_overlapping_searches_pass_too():
+    rec = Recorder("my searches")
+    rec.add("web: retries", 0.0, 0.25, group="web")
+    rec.add("api: retries", 0.0, 0.30, group="api")
+    fb = nb00.check_recording(rec)
+    assert fb.ok and "overlapped" in fb.message
+
+
+def test_a_missing_source_is_named():
+    rec = record(lambda: kb_search("retries"))
+    fb = nb00.check_recording(rec)
+    assert not fb.ok
+    assert "no web and no api" in fb.message
+
+
+@pytest.mark.parametrize(("rec", "says"), [(None, "not done"), (..., "not done"), ([], "Recorder, not list")])
+def test_no_recorder_gets_the_recipe(rec, says):
+    fb = nb00.check_recording(rec)
+    assert not fb.ok and says in fb.message
+    assert any("with my_rec:" in h for h in fb.hints)
+
+
+def test_an_empty_recorder_means_searches_outside_the_with_block():
+    fb = nb00.check_recording(Recorder("my searches"))
+    assert not fb.ok
+    assert "empty" in fb.message and any("indent" in h for h in fb.hints)

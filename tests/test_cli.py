@@ -31,7 +31,7 @@ def test_doctor_exits_0_and_prints_one_ok_line_per_check(tmp_path):
     assert checks and all(ln.startswith("[OK] ") for ln in checks)
     assert "[OK] langgraph 1.2.24" in lines
     assert "[OK] the local search service answers on 127.0.0.1" in lines
-    assert lines[-1] == "All good: open notebooks/00_welcome.ipynb."
+    assert lines[-1] == "All good: the course is ready to run."
 
 
 def test_demo_writes_a_png_and_prints_the_speedup(tmp_path):

@@ -1,13 +1,14 @@
-"""Self-check for notebook 00 (welcome): await your first knowledge-base search and count the hits."""
+"""Self-checks for notebook 00 (welcome): a first knowledge-base search, and a first recording of your own."""
 
 from __future__ import annotations
 
 import inspect
 
+from ..timing import Recorder
 from ..tools import kb_search
 from . import Feedback, failed, passed
 
-__all__ = ["check_hits", "LIMIT"]
+__all__ = ["check_hits", "check_recording", "LIMIT"]
 
 #: The exercise asks for ``kb_search(query, limit=LIMIT)``.
 LIMIT = 10
@@ -55,3 +56,43 @@ async def check_hits(query: str, n_hits: object) -> Feedback:
             f"0 hits for {query!r} is right: the knowledge base has nothing on it. Try 'event loop' to see some."
         )
     return passed(f"{expected} hits for {query!r}; the best is {findings[0]['title']!r}. Your first await worked.")
+
+
+_RECORD_HINT = (
+    'my_rec = Recorder("my searches"), then, indented under `with my_rec:`, '
+    "await web_search(my_query) and then await api_lookup(my_query)"
+)
+
+
+def check_recording(rec: object) -> Feedback:
+    """Check that `rec` is a `Recorder` holding a web search and an API lookup.
+
+    Use it as ``nb00.check_recording(my_rec)``. It reads the recording: which sources
+    were searched, the wall time, and whether the waits added up (one after another).
+    """
+    if rec is None or rec is Ellipsis:
+        return failed(f"my_rec is {rec!r}: the exercise is not done yet.", _RECORD_HINT)
+    if not isinstance(rec, Recorder):
+        return failed(f"my_rec should be a Recorder, not {type(rec).__name__}.", _RECORD_HINT)
+    if len(rec) == 0:
+        return failed(
+            f"the recorder {rec.name!r} is empty: the searches ran outside `with my_rec:`, or were never awaited.",
+            "indent both `await ...` lines under `with my_rec:`, and keep the `await` in front of each call",
+        )
+    groups = sorted({s.group for s in rec.spans})
+    missing = [g for g in ("web", "api") if g not in groups]
+    if missing:
+        return failed(
+            f"the recorder holds {', '.join(groups)} searches, but no {' and no '.join(missing)} search.",
+            "record both: await web_search(my_query) and await api_lookup(my_query), inside `with my_rec:`",
+        )
+    summary = rec.summary()
+    if summary.peak_concurrency > 1:
+        return passed(
+            f"{summary.spans} searches recorded ({', '.join(groups)}), and they overlapped: wall {summary.wall:.2f} s "
+            f"for {summary.busy:.2f} s of waiting. That is notebook 01's lesson already."
+        )
+    return passed(
+        f"{summary.spans} searches recorded ({', '.join(groups)}), one after another: wall {summary.wall:.2f} s, "
+        f"the sum of the waits ({summary.busy:.2f} s). Your chart is a staircase, like the one above."
+    )
