@@ -32,7 +32,7 @@ format: $(STAMP)  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix agency_lib tests notebooks .ci
 	$(BIN)/ruff format agency_lib tests .ci
 
-notebooks: $(STAMP)  ## Restart & Run All every notebook in place (after editing), then add navigation
+notebooks: $(STAMP)  ## Restart & Run All every notebook in place (after editing)
 	$(BIN)/python .ci/run_notebooks.py
 
 doctor: $(STAMP)

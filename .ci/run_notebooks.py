@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
     for p in paths:
         if ".ipynb_checkpoints" in p.parts:
             continue
-        print(f"{p.relative_to(ROOT) if p.is_absolute() else p}: {run(p.resolve()):.1f} s", flush=True)
+        print(f"{p}: {run(p.resolve()):.1f} s", flush=True)
     return 0
 
 
