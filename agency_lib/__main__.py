@@ -48,15 +48,19 @@ async def _demo(out: Path, topic: str) -> int:
     from .plotting import compare
     from .service import start_service
     from .timing import Recorder
+    from .tools import close_clients
 
     recs = []
-    with start_service(seed=1):
-        for concurrent in (False, True):
-            rec = Recorder("concurrent" if concurrent else "serial")
-            app = _build_agency(concurrent)
-            with rec:
-                await app.ainvoke({"topic": topic}, config={"callbacks": [rec.callback()]})
-            recs.append(rec)
+    try:
+        with start_service(seed=1):
+            for concurrent in (False, True):
+                rec = Recorder("concurrent" if concurrent else "serial")
+                app = _build_agency(concurrent)
+                with rec:
+                    await app.ainvoke({"topic": topic}, config={"callbacks": [rec.callback()]})
+                recs.append(rec)
+    finally:
+        await close_clients()  # the tools' HTTP client, closed before asyncio.run ends the loop
     for rec in recs:
         tools = [s for s in rec.spans if s.group in ("web", "kb", "api")]
         research = next(s for s in rec.spans if s.name == "researcher")

@@ -58,7 +58,8 @@ def _check_kernel() -> tuple[bool, str]:
 def _check_matplotlib() -> tuple[bool, str]:
     import matplotlib
 
-    matplotlib.use("Agg", force=False) if "matplotlib.pyplot" not in sys.modules else None
+    if "matplotlib.pyplot" not in sys.modules:  # a terminal: draw off-screen (a notebook keeps its backend)
+        matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(2, 1))

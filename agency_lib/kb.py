@@ -2,9 +2,11 @@
 
 The database is built on first use in a cache folder outside the repo
 (``$AGENCY_CACHE_DIR``, else ``$XDG_CACHE_HOME/async-agency``, else
-``~/.cache/async-agency``) and rebuilt when the corpus changes. Queries run through
-aiosqlite, so they do not block the event loop; each query opens its own connection,
-so concurrent queries work and no thread outlives the query.
+``~/.cache/async-agency``) and rebuilt when the corpus changes. Concurrent first uses
+(threads, or processes such as pytest-xdist workers) each build into a temporary file of
+their own and move it into place atomically. Queries run through aiosqlite, so they do not
+block the event loop; each query opens its own connection, so concurrent queries work and
+no thread outlives the query.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import json
 import os
 import re
 import sqlite3
+import tempfile
+import threading
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +61,9 @@ def kb_path() -> Path:
     return _cache_dir() / f"kb-{_corpus_digest()}.sqlite"
 
 
+_build_lock = threading.Lock()  # one build at a time in this process; other processes use their own files
+
+
 def build_kb(force: bool = False) -> Path:
     """Build the knowledge base from the shipped corpus if needed; return its path."""
     if not CORPUS.exists():
@@ -64,18 +71,34 @@ def build_kb(force: bool = False) -> Path:
     path = kb_path()
     if path.exists() and not force:
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    docs = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
-    with closing(sqlite3.connect(tmp)) as db, db:
-        db.execute("CREATE TABLE docs (rowid INTEGER PRIMARY KEY, id TEXT UNIQUE, title TEXT, body TEXT, tags TEXT)")
-        db.execute("CREATE VIRTUAL TABLE docs_fts USING fts5(title, body, content='docs', content_rowid='rowid')")
-        db.executemany(
-            "INSERT INTO docs (id, title, body, tags) VALUES (?, ?, ?, ?)",
-            [(d["id"], d["title"], d["body"], " ".join(d.get("tags", []))) for d in docs],
-        )
-        db.execute("INSERT INTO docs_fts (rowid, title, body) SELECT rowid, title, body FROM docs")
-    os.replace(tmp, path)  # atomic: a concurrent builder never sees half a database
+    with _build_lock:
+        if path.exists() and not force:  # another thread built it while this one waited
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        docs = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+        fd, name = tempfile.mkstemp(prefix=f"{path.stem}.", suffix=".tmp", dir=path.parent)  # a fresh, empty file
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            with closing(sqlite3.connect(tmp)) as db, db:
+                db.execute(
+                    "CREATE TABLE docs (rowid INTEGER PRIMARY KEY, id TEXT UNIQUE, title TEXT, body TEXT, tags TEXT)"
+                )
+                db.execute(
+                    "CREATE VIRTUAL TABLE docs_fts USING fts5(title, body, content='docs', content_rowid='rowid')"
+                )
+                db.executemany(
+                    "INSERT INTO docs (id, title, body, tags) VALUES (?, ?, ?, ?)",
+                    [(d["id"], d["title"], d["body"], " ".join(d.get("tags", []))) for d in docs],
+                )
+                db.execute("INSERT INTO docs_fts (rowid, title, body) SELECT rowid, title, body FROM docs")
+            try:
+                os.replace(tmp, path)  # atomic: a concurrent reader never sees half a database
+            except PermissionError:  # Windows: another process holds the finished file open; it is the same
+                if not path.exists():
+                    raise
+        finally:
+            tmp.unlink(missing_ok=True)  # a failed build leaves nothing behind
     return path
 
 

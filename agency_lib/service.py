@@ -172,10 +172,12 @@ class SearchService:
     # -- life cycle --------------------------------------------------------------
     @property
     def running(self) -> bool:
+        """True while the server thread serves."""
         return self._thread is not None and self._thread.is_alive() and self.port is not None
 
     @property
     def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:8123``; an error if the service is not running."""
         if not self.running:
             raise RuntimeError("the service is not running: call start() (or use start_service()).")
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -191,9 +193,13 @@ class SearchService:
         # IPPROTO_TCP, and accepted sockets inherit it. With proto 0, Nagle + delayed ACK add
         # ~40 ms to every request on a reused keep-alive connection.
         sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
-        sock.listen(2048)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, 0))
+            sock.listen(2048)
+        except OSError:
+            sock.close()
+            raise
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self._app(),
@@ -216,6 +222,7 @@ class SearchService:
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 self.stop()
+                sock.close()  # the server closes it when it served; it never did
                 raise RuntimeError("the local search service did not start; run `python -m agency_lib doctor`.")
             time.sleep(0.005)
         _current = self
@@ -223,8 +230,13 @@ class SearchService:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop serving and wait for the thread to end. Safe to call twice."""
+        """Stop serving, wait for the thread to end, and close the tools' shared clients of this service.
+
+        Safe to call twice.
+        """
         global _current
+        from .tools import _close_clients_of  # imported here: tools imports this module
+
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -236,6 +248,7 @@ class SearchService:
         _running.discard(self)
         if _current is self:  # another service still running (e.g. the notebook's, after the doctor's) stays current
             _current = next((s for s in list(_running) if s.running), None)
+        _close_clients_of(self)  # their connections went with the server
 
     def __enter__(self) -> SearchService:
         return self.start()

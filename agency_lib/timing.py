@@ -21,10 +21,13 @@ import inspect
 import itertools
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from .graph_timing import NodeTimer
 
 __all__ = ["Span", "Summary", "Recorder", "active_recorder"]
 
@@ -35,23 +38,43 @@ _ACTIVE: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar("agenc
 _TOKENS: contextvars.ContextVar[tuple[contextvars.Token[Recorder | None], ...]] = contextvars.ContextVar(
     "agency_active_recorder_tokens", default=()
 )
-# The innermost span open in this context (tasks made inside a span inherit it): its parent.
-_OPEN: contextvars.ContextVar[Hashable | None] = contextvars.ContextVar("agency_open_span", default=None)
+# The innermost span open in this context (tasks made inside a span inherit it), and the
+# LangChain run that was current when it opened.
+_OPEN: contextvars.ContextVar[tuple[Hashable, Hashable | None] | None] = contextvars.ContextVar(
+    "agency_open_span", default=None
+)
 _span_ids = itertools.count(1)
 
 
-def _enclosing() -> Hashable | None:
-    """What a span opened here is nested in: the innermost open span, else the LangGraph node run."""
-    opened = _OPEN.get()
-    if opened is not None:
-        return opened
+def _current_run() -> Hashable | None:
+    """The id of the innermost LangChain run of this context (a node run, or a chain, tool or
+    model call inside one), or None outside any run.
+
+    LangChain keeps the config of the innermost run in a context variable; its callback
+    manager names that run as ``parent_run_id``. Outside a run the variable holds nothing,
+    or a config whose callbacks are a plain list of handlers: no run then.
+    """
     try:
         from langchain_core.runnables.config import var_child_runnable_config
     except ImportError:  # pragma: no cover - langchain-core is a dependency
         return None
     config = var_child_runnable_config.get()
-    callbacks = config.get("callbacks") if config else None
-    return getattr(callbacks, "parent_run_id", None)  # a node's run id (see graph_timing.NodeTimer)
+    callbacks = config.get("callbacks") if isinstance(config, dict) else None
+    return getattr(callbacks, "parent_run_id", None)  # a callback manager has one; a list or None has not
+
+
+def _enclosing() -> Hashable | None:
+    """What a span (or a LangChain run) starting here is nested in: the innermost open span or run.
+
+    A span opened within the current run is inside that run; a run that is not the one current
+    when the span opened started later, inside the span. `NodeTimer` tells the recorder which
+    node run (or span) each run inside a node belongs to.
+    """
+    run = _current_run()
+    opened = _OPEN.get()
+    if opened is not None and (run is None or run == opened[1]):
+        return opened[0]
+    return run
 
 
 def active_recorder() -> Recorder | None:
@@ -75,6 +98,7 @@ class Span:
 
     @property
     def duration(self) -> float:
+        """end - start, in seconds."""
         return self.end - self.start
 
 
@@ -140,7 +164,8 @@ class Recorder:
         self._lock = threading.Lock()
         self._raw: list[tuple[str, str, str, float, float, Outcome, str, Hashable | None, Hashable | None]] = []
         self._t0: float | None = None
-        self._tokens: list[contextvars.Token[Recorder | None]] = []
+        # A LangChain run (a chain, tool or model call) -> the run it counts as inside: filled by NodeTimer.
+        self._inside: dict[Hashable, Hashable] = {}
 
     # -- feeding -----------------------------------------------------------------
     def add(
@@ -170,14 +195,21 @@ class Recorder:
         with self._lock:
             if self._t0 is None or start < self._t0:
                 self._t0 = start
+            parent = self._inside.get(parent, parent)  # a span inside a chain inside a node is inside the node
             self._raw.append((name, lane or name, group or name, start, end, outcome, error, key, parent))
 
+    def _nest(self, run: Hashable, parent: Hashable) -> None:
+        """Note that LangChain `run` ran inside `parent` (a node run, or a run inside one): a span
+        opened inside `run` then counts as inside the node run. Called by `NodeTimer`."""
+        with self._lock:
+            self._inside[run] = self._inside.get(parent, parent)
+
     @asynccontextmanager
-    async def span(self, name: str, *, group: str = "", lane: str | None = None):
+    async def span(self, name: str, *, group: str = "", lane: str | None = None) -> AsyncIterator[None]:
         """Record the awaited body as one span; a failure or cancellation is recorded, then re-raised."""
         self._check_name(name)
         key, parent = next(_span_ids), _enclosing()
-        token = _OPEN.set(key)
+        token = _OPEN.set((key, _current_run()))
         start = time.perf_counter()
         exc: BaseException | None = None
         try:
@@ -196,7 +228,7 @@ class Recorder:
         """The same as `span`, for plain (blocking) code."""
         self._check_name(name)
         key, parent = next(_span_ids), _enclosing()
-        token = _OPEN.set(key)
+        token = _OPEN.set((key, _current_run()))
         start = time.perf_counter()
         exc: BaseException | None = None
         try:
@@ -236,12 +268,17 @@ class Recorder:
             return decorate(fn)  # type: ignore[return-value]
         return decorate
 
-    def callback(self, lane: Callable[[str, Any], str] | None = None) -> Any:
+    def callback(self, lane: Callable[[str, Any], str] | None = None) -> NodeTimer:
         """A LangChain callback handler that records every LangGraph node run.
 
         Pass it as ``config={"callbacks": [rec.callback()]}``. ``lane(node, inputs)``
         may name each run's lane (for example from a `Send` payload).
         """
+        if lane is not None and not callable(lane):
+            raise TypeError(
+                f"lane must be a function lane(node, inputs) -> str, e.g. "
+                f"lambda node, task: f\"{{node}} {{task['query']}}\", not {lane!r}."
+            )
         from .graph_timing import NodeTimer
 
         return NodeTimer(self, lane=lane)
@@ -279,6 +316,7 @@ class Recorder:
         """Forget every span."""
         with self._lock:
             self._raw.clear()
+            self._inside.clear()
             self._t0 = None
 
     def summary(self) -> Summary:

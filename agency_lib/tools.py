@@ -9,20 +9,25 @@
 
 Every tool returns a list of findings (dicts with ``source``, ``query``, ``title``) and,
 while a `Recorder` is active (``with rec:``), records its own span in it.
+
+Without ``client=``, the HTTP tools share one ``httpx.AsyncClient`` per event loop, made on
+first use, so its connections are reused. It is closed when its service stops (or is
+replaced by a new one), and ``await close_clients()`` closes it at any time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
-from .kb import query_kb, query_kb_blocking
-from .service import current_service
+from .kb import _check_limit, _match_expr, query_kb, query_kb_blocking
+from .service import SearchService, current_service
 from .timing import active_recorder
 
 __all__ = [
@@ -40,6 +45,7 @@ __all__ = [
     "simulated_search",
     "simulated_search_blocking",
     "make_client",
+    "close_clients",
 ]
 
 SOURCES = ("web", "kb", "api")
@@ -96,9 +102,11 @@ def make_client(
     Use it as ``async with make_client(max_connections=10) as client:`` and pass
     ``client=client`` to `web_search` / `api_lookup`.
     """
-    if not isinstance(max_connections, int) or max_connections < 1:
+    if not isinstance(max_connections, int) or isinstance(max_connections, bool) or max_connections < 1:
         raise ValueError(f"max_connections must be an int ≥ 1, not {max_connections!r}.")
     _check_delay(timeout, "timeout")
+    if pool_timeout is not None:
+        _check_delay(pool_timeout, "pool_timeout")
     return httpx.AsyncClient(
         base_url=current_service().url,
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=min(20, max_connections)),
@@ -107,21 +115,67 @@ def make_client(
     )
 
 
-# One shared client per event loop (and service), made on first use.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+# The shared clients: one per event loop, each with the service it talks to. The lock is for
+# SearchService.stop(), which may run on another thread than the loops'.
+_clients: dict[asyncio.AbstractEventLoop, tuple[SearchService, httpx.AsyncClient]] = {}
+_clients_lock = threading.RLock()  # reentrant: a closing that is already done runs _forget_closing at once
+# Closings that a service's stop() scheduled, each with its client's loop, kept until done.
+_closing: dict[concurrent.futures.Future[None], asyncio.AbstractEventLoop] = {}
 
 
 async def _shared_client() -> httpx.AsyncClient:
-    url = current_service().url
+    service = current_service()
     loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is not None and str(client.base_url).rstrip("/") != url:
-        await client.aclose()  # the service was restarted on another port
-        client = None
-    if client is None or client.is_closed:
-        client = httpx.AsyncClient(base_url=url, limits=DEFAULT_LIMITS, timeout=DEFAULT_TIMEOUT, verify=_NO_TLS)
-        _clients[loop] = client
-    return client
+    with _clients_lock:
+        for ended in [lp for lp in _clients if lp.is_closed()]:
+            del _clients[ended]  # nothing runs on a closed loop any more: let its client go
+        owner, client = _clients.get(loop, (None, None))
+        if client is not None and owner is service and not client.is_closed:
+            return client
+        fresh = httpx.AsyncClient(base_url=service.url, limits=DEFAULT_LIMITS, timeout=DEFAULT_TIMEOUT, verify=_NO_TLS)
+        _clients[loop] = (service, fresh)  # in place before the await below: concurrent calls all get `fresh`
+    if client is not None:
+        await client.aclose()  # it talked to a service that was replaced
+    return fresh
+
+
+async def close_clients() -> None:
+    """Close the tools' shared HTTP client on this event loop (the next call makes a new one).
+
+    Stopping the service closes it too, on the loop's next turn. In a script, await this
+    before ``async def main()`` returns, so the closing is done before ``asyncio.run`` ends.
+    """
+    loop = asyncio.get_running_loop()
+    with _clients_lock:
+        _, client = _clients.pop(loop, (None, None))
+        scheduled = [f for f, lp in _closing.items() if lp is loop]
+    if client is not None:
+        await client.aclose()
+    # and the closings that a stopped service scheduled on this loop: finish them now
+    await asyncio.gather(*(asyncio.wrap_future(f) for f in scheduled))
+
+
+def _close_clients_of(service: SearchService) -> None:
+    """Close the shared clients of a service that stopped; `SearchService.stop` calls this.
+
+    stop() is plain code and cannot await, so each client is closed by a task on its own
+    running loop (in a notebook: right after the cell). A client whose loop no longer runs
+    is only dropped: no code runs on that loop to close it.
+    """
+    with _clients_lock:
+        for loop, (owner, client) in list(_clients.items()):
+            if owner is not service:
+                continue
+            del _clients[loop]
+            if loop.is_running():
+                closing = asyncio.run_coroutine_threadsafe(client.aclose(), loop)  # any thread may stop a service
+                _closing[closing] = loop
+                closing.add_done_callback(_forget_closing)
+
+
+def _forget_closing(closing: concurrent.futures.Future[None]) -> None:
+    with _clients_lock:
+        _closing.pop(closing, None)
 
 
 async def _recorded(source: str, query: str, work: Callable[[], Awaitable[list[Finding]]]) -> list[Finding]:
@@ -171,6 +225,8 @@ async def kb_search(query: str, *, latency: float = SOURCE_LATENCY["kb"], limit:
     """Search the knowledge base: `latency` seconds of network hop, then a real FTS5 query."""
     query = _check_query(query)
     latency = _check_delay(latency)
+    _match_expr(query)  # checked here, not after the latency: a bad query fails at once
+    _check_limit(limit)
 
     async def work() -> list[Finding]:
         await asyncio.sleep(latency)
@@ -223,6 +279,8 @@ def kb_search_blocking(query: str, *, latency: float = SOURCE_LATENCY["kb"], lim
     """`kb_search` with `time.sleep` and plain sqlite3: the calling thread waits."""
     query = _check_query(query)
     latency = _check_delay(latency)
+    _match_expr(query)
+    _check_limit(limit)
 
     def work() -> list[Finding]:
         time.sleep(latency)

@@ -153,6 +153,23 @@ def test_longest_stall_measures_a_blocking_call():
     assert stall_async < 0.5 * stall_blocking
 
 
+def test_longest_stall_leaves_no_heartbeat_running_however_it_is_cancelled():
+    async def main() -> set[asyncio.Task]:
+        others = asyncio.all_tasks()
+        for steps in (1, 5):  # cancelled at its very first await, or while it awaits the work
+            never_done = asyncio.get_running_loop().create_future()
+            task = asyncio.create_task(nb04.longest_stall(never_done))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        await asyncio.sleep(0.02)  # a heartbeat still alive would be ticking now
+        return asyncio.all_tasks() - others
+
+    assert run(main()) == set()
+
+
 def test_longest_stall_needs_an_awaitable():
     with pytest.raises(TypeError, match="awaitable"):
         run(nb04.longest_stall(42))

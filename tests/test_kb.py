@@ -4,6 +4,10 @@ outside the repo, ranked best first, queried concurrently without blocking the l
 from __future__ import annotations
 
 import asyncio
+import os
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -35,6 +39,34 @@ def test_build_kb_is_idempotent_and_leaves_no_temporary_file(cache):
     assert kb.build_kb() == first and first.stat().st_mtime_ns == mtime  # not rebuilt
     kb.build_kb(force=True)
     assert [p.name for p in cache.iterdir()] == [first.name]
+
+
+def test_threads_that_all_query_a_cold_cache_at_once_all_get_answers(cache):
+    # e.g. `asyncio.to_thread(kb_search_blocking, ...)` gathered on a fresh machine: the first
+    # queries all find no database and build it at the same moment
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: kb.query_kb_blocking("event loop"), range(8)))
+    assert all(a == answers[0] and a for a in answers)
+    assert [p.name for p in cache.iterdir()] == [kb.kb_path().name]  # one database, no temporary file left
+
+
+def test_a_temporary_file_left_by_a_crashed_build_does_not_get_in_the_way(cache):
+    cache.mkdir()
+    path = kb.kb_path()
+    for leftover in (path.with_suffix(".tmp"), path.with_suffix(f".tmp{os.getpid()}")):
+        with closing(sqlite3.connect(leftover)) as db:  # half a database, as a killed build leaves it
+            db.execute("CREATE TABLE docs (id TEXT)")
+    assert kb.build_kb() == path
+    assert kb.query_kb_blocking("event loop")
+
+
+def test_a_failed_build_leaves_no_temporary_file(cache, monkeypatch, tmp_path):
+    bad = tmp_path / "corpus.jsonl"
+    bad.write_text('{"id": "a", "title": "no body"}\n', encoding="utf-8")
+    monkeypatch.setattr(kb, "CORPUS", bad)
+    with pytest.raises(KeyError, match="body"):
+        kb.build_kb()
+    assert list(cache.iterdir()) == []
 
 
 def test_the_default_location_is_a_user_cache_outside_the_repo(monkeypatch, tmp_path):

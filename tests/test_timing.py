@@ -11,6 +11,8 @@ from typing import Annotated, Any, TypedDict
 
 import pytest
 from langchain_core.runnables import RunnableLambda
+from langchain_core.runnables.config import var_child_runnable_config
+from langchain_core.tools import tool
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
@@ -452,3 +454,122 @@ def test_node_timer_and_tools_together_count_busy_time_once():
     summary = rec.summary()
     assert summary.busy == pytest.approx(sum(s.duration for s in tools))  # the node is a container
     assert summary.peak_concurrency == 3
+
+
+def _recorded_run(app: Any) -> Recorder:
+    """Run `app` with the tools recording (`with rec:`) and the node runs too (`rec.callback()`)."""
+    rec = Recorder()
+
+    async def main() -> None:
+        with rec:
+            await app.ainvoke({}, config={"callbacks": [rec.callback()]})
+
+    asyncio.run(main())
+    return rec
+
+
+def test_a_tool_called_through_a_runnable_inside_a_node_still_makes_the_node_a_container():
+    async def look_up(x: int) -> list:
+        return await simulated_search("web", "q", delay=SLEEP)
+
+    async def node(s):
+        await RunnableLambda(look_up).ainvoke(1)  # a chain run between the node run and the tool
+        return {"out": ["n"]}
+
+    rec = _recorded_run(_graph([(START, "node"), ("node", END)], {"node": node}))
+    spans = {s.name: s for s in rec.spans}
+    assert (spans["node"].leaf, spans["web: q"].leaf) == (False, True)
+    assert rec.summary().busy == pytest.approx(spans["web: q"].duration)  # counted once
+
+
+def test_a_langchain_tool_inside_a_node_counts_as_inside_the_node():
+    @tool
+    async def look_up(query: str) -> str:
+        """Search the web."""
+        return str(await simulated_search("web", query, delay=SLEEP))
+
+    async def node(s):
+        await look_up.ainvoke({"query": "q"})  # a tool run (on_tool_start), not a chain run
+        return {"out": ["n"]}
+
+    rec = _recorded_run(_graph([(START, "node"), ("node", END)], {"node": node}))
+    assert [(s.name, s.leaf) for s in rec.spans] == [("node", False), ("web: q", True)]
+
+
+def test_a_subgraph_node_is_the_container_of_the_subgraph_nodes():
+    async def leaf(s):
+        await simulated_search("web", "q", delay=SLEEP)
+        return {"out": ["leaf"]}
+
+    inner = _graph([(START, "leaf"), ("leaf", END)], {"leaf": leaf})
+    rec = _recorded_run(_graph([(START, "sub"), ("sub", END)], {"sub": inner}))
+    assert {s.name: s.leaf for s in rec.spans} == {"sub": False, "leaf": False, "web: q": True}
+    assert rec.summary().busy == pytest.approx(SLEEP, abs=0.05)  # the tool's wait, once
+
+
+def test_a_span_opened_where_langchain_callbacks_are_a_plain_list_is_nested_in_nothing():
+    rec = Recorder()
+    token = var_child_runnable_config.set({"callbacks": [rec.callback()]})  # a config outside any run
+    try:
+        with rec.span_sync("outside"):
+            pass
+    finally:
+        var_child_runnable_config.reset(token)
+    assert [(s.name, s.leaf) for s in rec.spans] == [("outside", True)]
+
+
+def test_node_timer_forgets_a_graph_runs_lane_counts_when_the_run_ends():
+    rec = Recorder()
+    callback = rec.callback()
+    app = _fan_out_graph(3)
+
+    async def main() -> None:
+        for _ in range(5):
+            await app.ainvoke({}, config={"callbacks": [callback]})
+
+    asyncio.run(main())
+    assert len(rec) == 15
+    assert callback._per_run == {} and callback._open == {}  # nothing grows with the number of runs
+
+
+def test_callback_lane_must_be_a_function():
+    with pytest.raises(TypeError, match=r"lane must be a function lane\(node, inputs\) -> str"):
+        Recorder().callback(lane="query")
+
+
+def test_a_span_around_a_graph_run_is_the_container_of_its_nodes():
+    async def research(s):
+        await simulated_search("web", "q", delay=SLEEP)
+        return {"out": ["r"]}
+
+    app = _graph([(START, "research"), ("research", END)], {"research": research})
+    rec = Recorder()
+
+    async def main() -> None:
+        with rec:
+            async with rec.span("the whole run", group="caller"):
+                await app.ainvoke({}, config={"callbacks": [rec.callback()]})
+
+    asyncio.run(main())
+    assert {s.name: s.leaf for s in rec.spans} == {"the whole run": False, "research": False, "web: q": True}
+    assert rec.summary().busy == pytest.approx(SLEEP, abs=0.05)
+
+
+def test_a_span_inside_a_node_contains_the_tools_of_a_runnable_called_inside_it():
+    async def look_up(x: int) -> list:
+        return await simulated_search("web", "q", delay=SLEEP)
+
+    rec = Recorder()
+
+    async def research(s):
+        async with rec.span("step: look up", group="step"):
+            await RunnableLambda(look_up).ainvoke(1)
+        return {"out": ["r"]}
+
+    async def main() -> None:
+        app = _graph([(START, "research"), ("research", END)], {"research": research})
+        with rec:
+            await app.ainvoke({}, config={"callbacks": [rec.callback()]})
+
+    asyncio.run(main())
+    assert {s.name: s.leaf for s in rec.spans} == {"research": False, "step: look up": False, "web: q": True}

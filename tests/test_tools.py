@@ -4,6 +4,7 @@ blocking twins, short ServiceErrors that LangGraph's retry policy understands, a
 from __future__ import annotations
 
 import asyncio
+import gc
 import operator
 from typing import Annotated, TypedDict
 
@@ -18,6 +19,7 @@ from agency_lib import (
     ServiceError,
     api_lookup,
     api_lookup_blocking,
+    close_clients,
     kb_search,
     kb_search_blocking,
     make_client,
@@ -53,11 +55,24 @@ def run(coro):
         try:
             return await coro
         finally:
-            client = tools_module._clients.pop(asyncio.get_running_loop(), None)
-            if client is not None:
-                await client.aclose()
+            await close_clients()
 
     return asyncio.run(main())
+
+
+def shared_client() -> httpx.AsyncClient | None:
+    """The tools' shared client on the running loop, if there is one."""
+    _, client = tools_module._clients.get(asyncio.get_running_loop(), (None, None))
+    return client
+
+
+async def until_closed(client: httpx.AsyncClient) -> bool:
+    """Let the loop run until `client` is closed (at most about a second)."""
+    for _ in range(100):
+        if client.is_closed:
+            return True
+        await asyncio.sleep(0.01)
+    return client.is_closed
 
 
 def assert_findings(findings: list[dict], source: str, query: str) -> None:
@@ -234,6 +249,8 @@ def test_a_node_with_a_retry_policy_does_not_retry_a_429(service):
         (lambda: web_search(""), "query must be a non-empty string"),
         (lambda: api_lookup("   "), "query must be a non-empty string"),
         (lambda: kb_search("q", latency=-1), "latency must be a number of seconds"),
+        (lambda: kb_search("q", limit=0), "limit must be an int from 1 to 50"),
+        (lambda: kb_search("?!"), "has no searchable words"),
         (lambda: simulated_search("web", "q", delay=-0.5), "delay must be a number of seconds"),
         (lambda: simulated_search("news", "q"), "unknown source 'news'"),
     ],
@@ -249,6 +266,7 @@ def test_async_tools_reject_bad_arguments_by_name(call, message):
         (lambda: search_blocking("news", "q"), "unknown source 'news'"),
         (lambda: web_search_blocking(""), "query must be a non-empty string"),
         (lambda: kb_search_blocking("q", latency=-1), "latency must be a number of seconds"),
+        (lambda: kb_search_blocking("q", limit=51), "limit must be an int from 1 to 50"),
         (lambda: simulated_search_blocking("web", "q", delay=-1), "delay must be a number of seconds"),
     ],
 )
@@ -257,9 +275,30 @@ def test_blocking_tools_reject_bad_arguments_by_name(call, message):
         call()
 
 
-def test_make_client_checks_its_limits(service):
-    with pytest.raises(ValueError, match="max_connections must be an int ≥ 1"):
-        make_client(max_connections=0)
+def test_kb_search_rejects_a_bad_limit_before_its_latency_and_records_nothing():
+    rec = Recorder()
+
+    async def main():
+        with rec:
+            await asyncio.wait_for(kb_search("event loop", latency=30, limit=0), timeout=1)
+
+    with pytest.raises(ValueError, match="limit must be an int from 1 to 50"):
+        run(main())  # not a TimeoutError: the limit is checked before the 30 s wait
+    assert len(rec) == 0
+
+
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [
+        ({"max_connections": 0}, "max_connections must be an int ≥ 1"),
+        ({"max_connections": True}, "max_connections must be an int ≥ 1"),
+        ({"timeout": -1}, "timeout must be a number of seconds"),
+        ({"pool_timeout": "soon"}, "pool_timeout must be a number of seconds"),
+    ],
+)
+def test_make_client_checks_its_limits(service, knobs, message):
+    with pytest.raises(ValueError, match=message):
+        make_client(**knobs)
 
 
 # -- spans ------------------------------------------------------------------------------------------
@@ -290,17 +329,104 @@ def test_a_failing_tool_call_is_recorded_as_error(service):
     assert rec.spans[0].outcome == "error"
 
 
-# -- the shared client follows the service ----------------------------------------------------------
-def test_the_shared_client_is_made_again_when_the_service_restarts_on_a_new_port():
+# -- the shared client: one per loop, closed with its service -----------------------------------
+def test_tool_calls_on_one_loop_share_one_client(service):
     async def main():
-        with start_service(latency=0.0) as first:
-            await web_search("before")
-            old = tools_module._clients[asyncio.get_running_loop()]
-        with start_service(latency=0.0) as second:
-            assert_findings(await web_search("after"), "web", "after")
-            new = tools_module._clients[asyncio.get_running_loop()]
-        return first.port, second.port, old, new
+        await web_search("first")
+        first = shared_client()
+        await api_lookup("second")
+        return first, shared_client()
 
-    first_port, second_port, old, new = run(main())
-    assert new is not old and old.is_closed
-    assert str(new.base_url).endswith(f":{second_port}") or first_port == second_port
+    first, second = run(main())
+    assert first is second and first.is_closed  # run() closed it at the end
+
+
+def test_stopping_the_service_closes_its_shared_client_on_the_running_loop():
+    async def main():
+        svc = start_service(latency=0.0)
+        try:
+            await web_search("q")
+            client = shared_client()
+        finally:
+            svc.stop()  # plain code, as in a notebook cell: the closing runs on the loop right after
+        return client, await until_closed(client), shared_client()
+
+    client, closed, after = run(main())
+    assert closed and after is None
+
+
+def test_a_service_stopped_from_another_thread_closes_its_client_on_the_loop_too():
+    async def main():
+        svc = start_service(latency=0.0)
+        await web_search("q")
+        client = shared_client()
+        await asyncio.to_thread(svc.stop)  # e.g. an instructor's script, or atexit
+        return await until_closed(client)
+
+    assert run(main())
+
+
+def test_close_clients_closes_the_shared_client_and_the_next_call_makes_a_new_one(service):
+    async def main():
+        await web_search("q")
+        old = shared_client()
+        await close_clients()
+        assert old.is_closed and shared_client() is None
+        assert_findings(await web_search("again"), "web", "again")
+        return old, shared_client()
+
+    old, new = run(main())
+    assert new is not old
+
+
+def test_a_new_service_gets_a_new_client_and_the_old_one_is_closed_whatever_the_port():
+    async def main():
+        with start_service(latency=0.0):
+            await web_search("before")
+            old = shared_client()
+            with start_service(latency=0.0):  # the old service still runs; the new one is current
+                assert_findings(await web_search("after"), "web", "after")
+                new = shared_client()
+                assert old.is_closed and not new.is_closed
+        return old, new
+
+    old, new = run(main())
+    assert new is not old
+
+
+def test_concurrent_calls_after_a_service_change_make_one_new_client(monkeypatch):
+    made: list[httpx.AsyncClient] = []
+
+    class CountedClient(httpx.AsyncClient):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(httpx, "AsyncClient", CountedClient)
+
+    async def main():
+        with start_service(latency=0.0):
+            await web_search("warm up")
+            with start_service(latency=0.0):
+                await asyncio.gather(*(web_search(f"q{i}") for i in range(5)))
+                return shared_client()
+
+    current = run(main())
+    assert len(made) == 2  # one per service, not one per concurrent call
+    assert made[1] is current and made[0].is_closed
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # the sockets left open on purpose, reclaimed below
+def test_no_client_is_kept_for_an_event_loop_that_has_ended(service):
+    async def leave_it_open():
+        await web_search("q")  # no close_clients(): the loop ends with the client open
+
+    for _ in range(3):
+        asyncio.run(leave_it_open())
+
+    async def main():
+        await web_search("q")
+        return list(tools_module._clients) == [asyncio.get_running_loop()]
+
+    assert run(main())  # the three ended loops' clients were let go...
+    gc.collect()  # ...so the garbage collector reclaims them (and their sockets) now, in this test

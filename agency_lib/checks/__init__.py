@@ -7,6 +7,7 @@ machinery is `Feedback`, which prints as one or more readable lines.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["Feedback", "passed", "failed"]
 
@@ -30,7 +31,7 @@ class Feedback:
     def __repr__(self) -> str:
         return str(self)
 
-    def _repr_pretty_(self, p, cycle) -> None:  # IPython: show the plain lines
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # IPython: show the plain lines
         p.text(str(self))
 
 

@@ -60,9 +60,10 @@ async def longest_stall(awaitable: Any) -> tuple[Any, float, float]:
         raise TypeError(f"longest_stall needs an awaitable (e.g. fn(query)), not {type(awaitable).__name__}.")
     stop = asyncio.Event()
     beat = asyncio.create_task(_heartbeat(stop))
-    await asyncio.sleep(0)  # let the heartbeat take its first tick
     start = time.perf_counter()
-    try:
+    try:  # from here on the heartbeat is stopped and awaited, however this ends
+        await asyncio.sleep(0)  # let the heartbeat take its first tick
+        start = time.perf_counter()
         result = await awaitable
     finally:
         wall = time.perf_counter() - start
