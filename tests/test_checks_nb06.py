@@ -1,196 +1,169 @@
-"""Notebook 06's self-checks: a wrong answer gets ❌ and a hint, a right one ✅, bad arguments a clear error."""
+"""The self-checks of notebook 05: right answers pass, wrong ones fail with a hint that points at the fix."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from typing import Any
 
+import httpx
 import pytest
+from langgraph.types import default_retry_on
 
-from agency_lib import SearchService, start_service
 from agency_lib.checks import nb06
 
 
-# -- check_bounded_gather -----------------------------------------------------------------
-async def right(coro_fns: list[Any], limit: int) -> list[Any]:
-    sem = asyncio.Semaphore(limit)
-
-    async def one(fn: Any) -> Any:
-        async with sem:
-            return await fn()
-
-    return await asyncio.gather(*(one(fn) for fn in coro_fns))
+# -- gather_partial ----------------------------------------------------------------------------
+async def gather_partial(coros):
+    outcomes = await asyncio.gather(*coros, return_exceptions=True)
+    results = [o for o in outcomes if not isinstance(o, BaseException)]
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    return results, errors
 
 
-async def unbounded(coro_fns: list[Any], limit: int) -> list[Any]:
-    return await asyncio.gather(*(fn() for fn in coro_fns))
+async def plain_gather(coros):
+    return await asyncio.gather(*coros), []
 
 
-async def serial(coro_fns: list[Any], limit: int) -> list[Any]:
-    return [await fn() for fn in coro_fns]
+async def one_by_one(coros):
+    results, errors = [], []
+    for c in coros:
+        try:
+            results.append(await c)
+        except Exception as e:
+            errors.append(e)
+    return results, errors
 
 
-async def batches(coro_fns: list[Any], limit: int) -> list[Any]:
-    out: list[Any] = []
-    for i in range(0, len(coro_fns), limit):
-        out += await asyncio.gather(*(fn() for fn in coro_fns[i : i + limit]))
-    return out
+async def completion_order(coros):
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    await asyncio.wait(tasks)
+    results = [t.result() for t in reversed(tasks) if t.exception() is None]
+    errors = [t.exception() for t in tasks if t.exception() is not None]
+    return results, errors
 
 
-async def completion_order(coro_fns: list[Any], limit: int) -> list[Any]:
-    sem = asyncio.Semaphore(limit)
-    out: list[Any] = []
-
-    async def one(fn: Any) -> None:
-        async with sem:
-            out.append(await fn())
-
-    await asyncio.gather(*(one(fn) for fn in coro_fns))
-    return out
+async def errors_as_text(coros):
+    results, errors = await gather_partial(coros)
+    return results, [str(e) for e in errors]
 
 
-async def twice(coro_fns: list[Any], limit: int) -> list[Any]:
-    await right(coro_fns[:1], limit)
-    return await right(coro_fns, limit)
+async def mixed(coros):
+    return await asyncio.gather(*coros, return_exceptions=True), []
 
 
-async def skips_last(coro_fns: list[Any], limit: int) -> list[Any]:
-    return await right(coro_fns[:-1], limit)
+async def ignores_its_input(coros):
+    return [], []
 
 
-async def hard_coded(coro_fns: list[Any], limit: int) -> list[Any]:
-    return await right(coro_fns, 10)
+def sync_version(coros):
+    return [], []
 
 
-async def raises(coro_fns: list[Any], limit: int) -> list[Any]:
-    return await asyncio.gather(*(fn(limit) for fn in coro_fns))
+def run(fn):
+    return asyncio.run(nb06.check_gather_partial(fn))
 
 
-def not_async(coro_fns: list[Any], limit: int) -> list[Any]:
-    return [fn for fn in coro_fns]
+def test_gather_partial_right_answer_passes():
+    fb = run(gather_partial)
+    assert fb and str(fb).startswith("✅") and "3 results and 2 errors" in str(fb)
 
 
-def check(fn: Any) -> Any:
-    return asyncio.run(nb06.check_bounded_gather(fn))
+def test_plain_gather_fails_with_return_exceptions_hint():
+    fb = run(plain_gather)
+    assert not fb
+    assert "escaped" in fb.message and "ValueError" in fb.message
+    assert any("return_exceptions=True" in h for h in fb.hints)
 
 
-def test_bounded_gather_right_answer_passes() -> None:
-    fb = check(right)
-    assert fb.ok and str(fb).startswith("✅")
-    assert "never more than 4 at once" in str(fb)
+def test_one_by_one_is_right_but_too_slow():
+    fb = run(one_by_one)
+    assert not fb and "one after another" in fb.message
+    assert any("asyncio.gather" in h for h in fb.hints)
 
 
-def test_bounded_gather_with_task_group_passes() -> None:
-    async def with_task_group(coro_fns: list[Any], limit: int) -> list[Any]:
-        sem = asyncio.Semaphore(limit)
-
-        async def one(fn: Any) -> Any:
-            async with sem:
-                return await fn()
-
-        async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(one(fn)) for fn in coro_fns]
-        return [t.result() for t in tasks]
-
-    assert check(with_task_group)
+def test_wrong_order_is_reported():
+    fb = run(completion_order)
+    assert not fb and "order" in fb.message
 
 
-@pytest.mark.parametrize(
-    ("fn", "says", "hint"),
-    [
-        (unbounded, "up to 24 functions ran at once with limit=4", "asyncio.Semaphore(limit)"),
-        (hard_coded, "up to 10 functions ran at once", "inside bounded_gather"),
-        (serial, "never more than 1 ran at once", "awaiting one by one"),
-        (batches, "batch by batch", "not over slices"),
-        (completion_order, "not in the order of coro_fns", "input order"),
-        (twice, "ran more than once", "call each function once"),
-        (skips_last, "1 of the 24 functions never ran", "exactly once"),
-        (raises, "raised TypeError", "take no argument"),
-        (not_async, "returned list, not something to await", "async def bounded_gather"),
-    ],
-)
-def test_bounded_gather_wrong_answers_get_a_hint(fn: Any, says: str, hint: str) -> None:
-    fb = check(fn)
-    assert not fb.ok
-    text = str(fb)
-    assert text.startswith("❌") and says in text and "hint:" in text and hint in text
+def test_errors_must_be_exception_objects():
+    fb = run(errors_as_text)
+    assert not fb and "exception objects" in fb.message
 
 
-def test_bounded_gather_rejects_a_non_function() -> None:
-    with pytest.raises(TypeError, match="your function itself"):
-        check("bounded_gather")
+def test_results_must_not_hold_exceptions():
+    fb = run(mixed)
+    assert not fb and "results holds exceptions" in fb.message
 
 
-# -- check_best_limit (a real service: capacity 4, latency 0.02 s) ------------------------
-@pytest.fixture(scope="module")
-def service() -> Iterator[Any]:
-    svc = start_service(capacity=4, latency=0.02, seed=6)
-    yield svc
-    svc.stop()
+def test_unawaited_coroutines_are_reported_and_closed(recwarn):
+    fb = run(ignores_its_input)
+    assert not fb and "never awaited" in fb.message
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]
 
 
-def best(limit: Any, svc: Any) -> Any:
-    return asyncio.run(nb06.check_best_limit(limit, svc))
+def test_sync_function_fails_with_async_def_hint():
+    fb = run(sync_version)
+    assert not fb and any("async def" in h for h in fb.hints)
 
 
-def test_best_limit_at_capacity_passes(service: Any) -> None:
-    fb = best(4, service)
-    assert fb.ok and "0 rejected" in str(fb)
+def test_gather_partial_bad_argument_is_a_clear_error():
+    with pytest.raises(TypeError, match="expects your function"):
+        run("gather_partial")
 
 
-@pytest.mark.parametrize(
-    ("limit", "says", "hint"),
-    [
-        (None, "best_limit is None", "the largest limit that still had 0 rejections"),
-        ("4", "best_limit is '4'", "read the curve"),
-        (0, "at least one request", "knee"),
-        (2, "caps throughput at 2", "go up to where rejections start"),
-        (16, "more requests at once than the service admits", "largest limit with 0 rejections"),
-    ],
-)
-def test_best_limit_wrong_answers_get_a_hint(service: Any, limit: Any, says: str, hint: str) -> None:
-    fb = best(limit, service)
-    assert not fb.ok
-    assert says in str(fb) and hint in str(fb)
+# -- retry_on predicate -------------------------------------------------------------------------
+def should_retry(exc):
+    if isinstance(exc, httpx.HTTPStatusError):
+        code = exc.response.status_code
+        return code == 429 or 500 <= code < 600
+    return default_retry_on(exc)
 
 
-def test_best_limit_above_capacity_reports_real_429s(service: Any) -> None:
-    assert "came back 429" in str(best(16, service))
+def test_retry_on_right_answer_passes():
+    fb = nb06.check_retry_on(should_retry)
+    assert fb and str(fb).startswith("✅")
 
 
-def test_best_limit_needs_a_running_service_with_a_capacity() -> None:
-    with pytest.raises(TypeError, match="the running service"):
-        best(4, "service")
-    with pytest.raises(ValueError, match="no capacity"):
-        best(4, SearchService(latency=0.01))
-    with pytest.raises(RuntimeError, match="the service is stopped"):
-        best(4, SearchService(capacity=4))
+def test_default_retry_on_misses_429():
+    fb = nb06.check_retry_on(default_retry_on)
+    assert not fb
+    assert "ServiceError 429" in fb.message and "HTTPStatusError 429" in fb.message
+    assert "503" not in fb.message  # the 5xx are right already
+    assert fb.hints
 
 
-# -- check_max_concurrency ----------------------------------------------------------------
-def test_max_concurrency_top_level_passes() -> None:
-    fb = nb06.check_max_concurrency({"max_concurrency": 10, "configurable": {"thread_id": "1"}}, 10)
-    assert fb.ok and "top level" in str(fb)
+def test_retry_everything_is_wrong_for_4xx_and_bugs():
+    fb = nb06.check_retry_on(lambda exc: True)
+    assert not fb
+    assert "404" in fb.message and "ValueError" in fb.message
 
 
-@pytest.mark.parametrize(
-    ("config", "says", "hint"),
-    [
-        ({"configurable": {"max_concurrency": 10}}, 'inside "configurable"', "top level"),
-        ({}, "no max_concurrency", '{"max_concurrency": k}'),
-        ({"max_concurrency": 40}, "above the service's capacity 10", "{'max_concurrency': 10}"),
-        ({"max_concurrency": 5}, "leaves 5 of the service's 10 slots idle", "capacity itself"),
-        ({"max_concurrency": "10"}, "whole number", "at once"),
-        ([("max_concurrency", 10)], "not a dict", "config="),
-    ],
-)
-def test_max_concurrency_wrong_configs_get_a_hint(config: Any, says: str, hint: str) -> None:
-    fb = nb06.check_max_concurrency(config, 10)
-    assert not fb.ok
-    assert says in str(fb) and hint in str(fb)
+def test_only_status_codes_forgets_connection_errors():
+    def status_only(exc):
+        return isinstance(exc, httpx.HTTPStatusError) and (
+            exc.response.status_code == 429 or exc.response.status_code >= 500
+        )
+
+    fb = nb06.check_retry_on(status_only)
+    assert not fb and "ConnectionError" in fb.message
+    assert any("default_retry_on" in h for h in fb.hints)
 
 
-def test_max_concurrency_rejects_a_bad_capacity() -> None:
-    with pytest.raises(ValueError, match="capacity must be an int"):
-        nb06.check_max_concurrency({"max_concurrency": 10}, 0)
+def test_predicate_that_crashes_gets_an_isinstance_hint():
+    fb = nb06.check_retry_on(lambda exc: exc.response.status_code == 429)
+    assert not fb and "raised AttributeError" in fb.message
+    assert any("isinstance" in h for h in fb.hints)
+
+
+def test_async_predicate_is_refused():
+    async def async_pred(exc):
+        return True
+
+    fb = nb06.check_retry_on(async_pred)
+    assert not fb and "plain `def" in fb.hints[0]
+
+
+@pytest.mark.parametrize("bad", [None, "should_retry", ValueError])
+def test_retry_on_bad_argument_is_a_clear_error(bad):
+    with pytest.raises(TypeError, match="expects your predicate"):
+        nb06.check_retry_on(bad)

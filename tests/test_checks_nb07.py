@@ -1,189 +1,196 @@
-"""The self-checks of notebook 07: right answers pass, wrong ones fail with a hint that points at the fix."""
+"""Notebook 07's self-checks: a wrong answer gets ❌ and a hint, a right one ✅, bad arguments a clear error."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from langgraph.errors import NodeTimeoutError
-from langgraph.graph import END
 
-from agency_lib import Recorder
+from agency_lib import SearchService, start_service
 from agency_lib.checks import nb07
-from agency_lib.service import ServiceStats
 
 
-# -- the route of the revision loop --------------------------------------------------------------
-def route(state):
-    if state.get("approved"):
-        return END
-    if state.get("revisions", 0) < 2:
-        return "writer"
-    return END
+# -- check_bounded_gather -----------------------------------------------------------------
+async def right(coro_fns: list[Any], limit: int) -> list[Any]:
+    sem = asyncio.Semaphore(limit)
+
+    async def one(fn: Any) -> Any:
+        async with sem:
+            return await fn()
+
+    return await asyncio.gather(*(one(fn) for fn in coro_fns))
 
 
-def route_without_a_limit(state):
-    return END if state["approved"] else "writer"
+async def unbounded(coro_fns: list[Any], limit: int) -> list[Any]:
+    return await asyncio.gather(*(fn() for fn in coro_fns))
 
 
-def route_off_by_one(state):
-    if state["approved"]:
-        return END
-    return "writer" if state["revisions"] <= 2 else END
+async def serial(coro_fns: list[Any], limit: int) -> list[Any]:
+    return [await fn() for fn in coro_fns]
 
 
-def route_forgets_approval(state):
-    return "writer" if state["revisions"] < 2 else END
+async def batches(coro_fns: list[Any], limit: int) -> list[Any]:
+    out: list[Any] = []
+    for i in range(0, len(coro_fns), limit):
+        out += await asyncio.gather(*(fn() for fn in coro_fns[i : i + limit]))
+    return out
 
 
-def route_stub(state): ...
+async def completion_order(coro_fns: list[Any], limit: int) -> list[Any]:
+    sem = asyncio.Semaphore(limit)
+    out: list[Any] = []
+
+    async def one(fn: Any) -> None:
+        async with sem:
+            out.append(await fn())
+
+    await asyncio.gather(*(one(fn) for fn in coro_fns))
+    return out
 
 
-def route_to_editor(state):
-    return END if state["approved"] else "editor"
+async def twice(coro_fns: list[Any], limit: int) -> list[Any]:
+    await right(coro_fns[:1], limit)
+    return await right(coro_fns, limit)
 
 
-def route_with_a_key_error(state):
-    return END if state["done"] else "writer"
+async def skips_last(coro_fns: list[Any], limit: int) -> list[Any]:
+    return await right(coro_fns[:-1], limit)
 
 
-async def route_async(state):
-    return END
+async def hard_coded(coro_fns: list[Any], limit: int) -> list[Any]:
+    return await right(coro_fns, 10)
 
 
-def test_a_right_route_passes():
-    feedback = nb07.check_route(route, max_revisions=2)
-    assert feedback.ok and str(feedback).startswith("✅")
+async def raises(coro_fns: list[Any], limit: int) -> list[Any]:
+    return await asyncio.gather(*(fn(limit) for fn in coro_fns))
 
 
-def test_a_route_with_a_larger_limit_passes_with_that_limit_only():
-    def route3(state):
-        return END if state["approved"] or state["revisions"] >= 3 else "writer"
+def not_async(coro_fns: list[Any], limit: int) -> list[Any]:
+    return [fn for fn in coro_fns]
 
-    assert nb07.check_route(route3, max_revisions=3)
-    assert not nb07.check_route(route3, max_revisions=2)
+
+def check(fn: Any) -> Any:
+    return asyncio.run(nb07.check_bounded_gather(fn))
+
+
+def test_bounded_gather_right_answer_passes() -> None:
+    fb = check(right)
+    assert fb.ok and str(fb).startswith("✅")
+    assert "never more than 4 at once" in str(fb)
+
+
+def test_bounded_gather_with_task_group_passes() -> None:
+    async def with_task_group(coro_fns: list[Any], limit: int) -> list[Any]:
+        sem = asyncio.Semaphore(limit)
+
+        async def one(fn: Any) -> Any:
+            async with sem:
+                return await fn()
+
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(one(fn)) for fn in coro_fns]
+        return [t.result() for t in tasks]
+
+    assert check(with_task_group)
 
 
 @pytest.mark.parametrize(
-    ("fn", "hint"),
+    ("fn", "says", "hint"),
     [
-        (route_without_a_limit, "the loop must stop"),
-        (route_off_by_one, "compare with `<`"),
-        (route_forgets_approval, "check `approved` first"),
-        (route_stub, "needs a `return`"),
-        (route_to_editor, "back to the writer"),
-        (route_with_a_key_error, "state.get('approved')"),
-        (route_async, "plain `def`"),
+        (unbounded, "up to 24 functions ran at once with limit=4", "asyncio.Semaphore(limit)"),
+        (hard_coded, "up to 10 functions ran at once", "inside bounded_gather"),
+        (serial, "never more than 1 ran at once", "awaiting one by one"),
+        (batches, "batch by batch", "not over slices"),
+        (completion_order, "not in the order of coro_fns", "input order"),
+        (twice, "ran more than once", "call each function once"),
+        (skips_last, "1 of the 24 functions never ran", "exactly once"),
+        (raises, "raised TypeError", "take no argument"),
+        (not_async, "returned list, not something to await", "async def bounded_gather"),
     ],
 )
-def test_a_wrong_route_fails_with_a_hint(fn, hint):
-    feedback = nb07.check_route(fn, max_revisions=2)
-    assert not feedback.ok
-    assert str(feedback).startswith("❌")
-    assert hint in str(feedback)
+def test_bounded_gather_wrong_answers_get_a_hint(fn: Any, says: str, hint: str) -> None:
+    fb = check(fn)
+    assert not fb.ok
+    text = str(fb)
+    assert text.startswith("❌") and says in text and "hint:" in text and hint in text
 
 
-def test_check_route_explains_bad_arguments():
-    with pytest.raises(TypeError, match="route function"):
-        nb07.check_route("route")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="max_revisions"):
-        nb07.check_route(route, max_revisions=1)
+def test_bounded_gather_rejects_a_non_function() -> None:
+    with pytest.raises(TypeError, match="your function itself"):
+        check("bounded_gather")
 
 
-# -- the bounds -------------------------------------------------------------------------------------
-def recording(tools: list[tuple[str, float, float]], research_end: float) -> Recorder:
-    """A recorded run: research node runs from 0 to research_end, and the given tool spans."""
-    rec = Recorder()
-    for name, start, end in tools:
-        rec.add(name, start, end, group=name.split(":")[0])
-    rec.add("researcher", 0.0, research_end, group="researcher")
-    return rec
+# -- check_best_limit (a real service: capacity 4, latency 0.02 s) ------------------------
+@pytest.fixture(scope="module")
+def service() -> Iterator[Any]:
+    svc = start_service(capacity=4, latency=0.02, seed=6)
+    yield svc
+    svc.stop()
 
 
-# Capacity 2: web: b waits for the slot web: a frees, so the critical path is 0.25 + 0.25 s.
-FULL = [("web: a", 0.0, 0.25), ("api: a", 0.0, 0.30), ("web: b", 0.25, 0.50), ("kb: a", 0.0, 0.18)]
-# One request at a time although the service holds 2: waits that were not needed.
-SERIAL = [("web: a", 0.0, 0.25), ("api: a", 0.25, 0.55), ("web: b", 0.55, 0.80), ("kb: a", 0.0, 0.18)]
+def best(limit: Any, svc: Any) -> Any:
+    return asyncio.run(nb07.check_best_limit(limit, svc))
 
 
-def fake_run(tools, research_end, rejected=0):
-    async def run(http_slots, max_concurrency):
-        stats = ServiceStats(requests=3 + rejected, ok=3, rejected=rejected, peak_in_flight=2 + (rejected > 0))
-        return recording(tools, research_end), stats
-
-    return run
+def test_best_limit_at_capacity_passes(service: Any) -> None:
+    fb = best(4, service)
+    assert fb.ok and "0 rejected" in str(fb)
 
 
-def check(run, http_slots=2, max_concurrency=4, **kw):
-    kw = {"capacity": 2, "tasks": 4, **kw}
-    return asyncio.run(nb07.check_bounds(run, http_slots=http_slots, max_concurrency=max_concurrency, **kw))
+@pytest.mark.parametrize(
+    ("limit", "says", "hint"),
+    [
+        (None, "best_limit is None", "the largest limit that still had 0 rejections"),
+        ("4", "best_limit is '4'", "read the curve"),
+        (0, "at least one request", "knee"),
+        (2, "caps throughput at 2", "go up to where rejections start"),
+        (16, "more requests at once than the service admits", "largest limit with 0 rejections"),
+    ],
+)
+def test_best_limit_wrong_answers_get_a_hint(service: Any, limit: Any, says: str, hint: str) -> None:
+    fb = best(limit, service)
+    assert not fb.ok
+    assert says in str(fb) and hint in str(fb)
 
 
-def test_bounds_that_use_the_whole_service_and_no_more_pass():
-    feedback = check(fake_run(FULL, 0.52))
-    assert feedback.ok, str(feedback)
-    assert "no 429s" in str(feedback)
+def test_best_limit_above_capacity_reports_real_429s(service: Any) -> None:
+    assert "came back 429" in str(best(16, service))
 
 
-def test_the_stub_fails_before_running_anything():
-    ran = []
-
-    async def run(http_slots, max_concurrency):
-        ran.append(1)
-
-    feedback = check(run, http_slots=...)
-    assert not feedback.ok and "http_slots is Ellipsis" in str(feedback)
-    assert not check(run, max_concurrency=0).ok
-    assert ran == []
+def test_best_limit_needs_a_running_service_with_a_capacity() -> None:
+    with pytest.raises(TypeError, match="the running service"):
+        best(4, "service")
+    with pytest.raises(ValueError, match="no capacity"):
+        best(4, SearchService(latency=0.01))
+    with pytest.raises(RuntimeError, match="the service is stopped"):
+        best(4, SearchService(capacity=4))
 
 
-def test_429s_fail_with_a_hint_to_lower_the_semaphore():
-    feedback = check(fake_run(FULL, 0.52, rejected=2), http_slots=3)
-    assert not feedback.ok
-    assert "2 request(s) rejected with 429" in str(feedback)
-    assert "http_slots = 3" in str(feedback)
+# -- check_max_concurrency ----------------------------------------------------------------
+def test_max_concurrency_top_level_passes() -> None:
+    fb = nb07.check_max_concurrency({"max_concurrency": 10, "configurable": {"thread_id": "1"}}, 10)
+    assert fb.ok and "top level" in str(fb)
 
 
-def test_idle_slots_fail_with_a_hint_to_use_them():
-    feedback = check(fake_run(SERIAL, 0.82), http_slots=1)
-    assert not feedback.ok
-    assert "leaves 1 of the service's 2 slots idle" in str(feedback)
+@pytest.mark.parametrize(
+    ("config", "says", "hint"),
+    [
+        ({"configurable": {"max_concurrency": 10}}, 'inside "configurable"', "top level"),
+        ({}, "no max_concurrency", '{"max_concurrency": k}'),
+        ({"max_concurrency": 40}, "above the service's capacity 10", "{'max_concurrency': 10}"),
+        ({"max_concurrency": 5}, "leaves 5 of the service's 10 slots idle", "capacity itself"),
+        ({"max_concurrency": "10"}, "whole number", "at once"),
+        ([("max_concurrency", 10)], "not a dict", "config="),
+    ],
+)
+def test_max_concurrency_wrong_configs_get_a_hint(config: Any, says: str, hint: str) -> None:
+    fb = nb07.check_max_concurrency(config, 10)
+    assert not fb.ok
+    assert says in str(fb) and hint in str(fb)
 
 
-def test_a_small_max_concurrency_fails_with_a_hint_about_the_kb():
-    feedback = check(fake_run(SERIAL, 0.82), max_concurrency=2)
-    assert not feedback.ok
-    assert "max_concurrency = 2 holds back tasks" in str(feedback)
-
-
-def test_a_run_that_times_out_fails_with_a_hint_about_the_queue():
-    async def run(http_slots, max_concurrency):
-        raise NodeTimeoutError("researcher", 1.0, kind="run", run_timeout=1.0)
-
-    feedback = check(run, http_slots=1)
-    assert not feedback.ok
-    assert "NodeTimeoutError" in str(feedback) and "waits for an HTTP slot" in str(feedback)
-
-
-def test_check_bounds_explains_bad_arguments():
-    with pytest.raises(TypeError, match="run must be"):
-        check("run")
-    with pytest.raises(ValueError, match="capacity"):
-        check(fake_run(FULL, 0.52), capacity=0)
-    with pytest.raises(ValueError, match="limit"):
-        check(fake_run(FULL, 0.52), limit=0.5)
-
-    async def returns_nothing(http_slots, max_concurrency):
-        return None, None
-
-    with pytest.raises(TypeError, match="Recorder, ServiceStats"):
-        check(returns_nothing)
-
-
-def test_research_ratio_needs_the_node_runs():
-    rec = Recorder()
-    rec.add("web: a", 0.0, 0.25, group="web")
-    with pytest.raises(ValueError, match="rec.callback"):
-        nb07.research_ratio(rec, capacity=2)
-    wall, cp = nb07.research_ratio(recording(FULL, 0.52), capacity=2)
-    assert wall == pytest.approx(0.52) and cp == pytest.approx(0.50)
+def test_max_concurrency_rejects_a_bad_capacity() -> None:
+    with pytest.raises(ValueError, match="capacity must be an int"):
+        nb07.check_max_concurrency({"max_concurrency": 10}, 0)

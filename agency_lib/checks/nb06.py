@@ -1,12 +1,10 @@
-"""Self-checks for notebook 06 (backpressure): a bounded gather, the best limit, a bounded fan-out's config.
+"""Self-checks for notebook 06, *When things fail*.
 
-* `await check_bounded_gather(fn)`: runs the learner's ``bounded_gather(coro_fns, limit)``
-  on instrumented fakes and measures how many ran at once, whether a free slot was
-  reused at once (not batch by batch), and the order of the results.
-* `await check_best_limit(limit, service)`: decides from the service's capacity, then
-  measures a real burst at that limit and reports the 429s it got.
-* `check_max_concurrency(config, capacity)`: reads a LangGraph run config and says
-  whether ``max_concurrency`` is where LangGraph reads it (the top level).
+* `check_gather_partial`: ``async def gather_partial(coros)`` runs coroutines concurrently
+  and returns ``(results, errors)``: the values and the exceptions, each in input order,
+  without letting an exception escape.
+* `check_retry_on`: ``def should_retry(exc) -> bool`` for ``RetryPolicy(retry_on=...)``:
+  retries HTTP 429 and 5xx (and connection errors), not the other 4xx, not bugs.
 """
 
 from __future__ import annotations
@@ -14,253 +12,209 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+import httpx
+
+from ..tools import ServiceError
 from . import Feedback, failed, passed
 
-__all__ = ["check_bounded_gather", "check_best_limit", "check_max_concurrency"]
-
-#: The fakes `check_bounded_gather` runs: how many, and the limit it asks for.
-N_FAKES = 24
-LIMIT = 4
-_LONG, _SHORT = 0.04, 0.004  # every LIMIT-th fake is slow, so batches would wait for it
+__all__ = ["check_gather_partial", "check_retry_on"]
 
 
-class _Probe:
-    """Counts how many fakes run at once, how many slow ones overlap, and each fake's runs."""
-
-    def __init__(self) -> None:
-        self.now = 0
-        self.peak = 0
-        self.slow_now = 0
-        self.slow_peak = 0
-        self.runs: Counter[int] = Counter()
-
-    def fake(self, i: int) -> Callable[[], Awaitable[str]]:
-        slow = i % LIMIT == 0
-
-        async def fake_search() -> str:
-            self.runs[i] += 1
-            self.now += 1
-            self.peak = max(self.peak, self.now)
-            if slow:
-                self.slow_now += 1
-                self.slow_peak = max(self.slow_peak, self.slow_now)
-            try:
-                await asyncio.sleep(_LONG if slow else _SHORT)
-            finally:
-                self.now -= 1
-                if slow:
-                    self.slow_now -= 1
-            return f"result {i}"
-
-        fake_search.__name__ = f"fake_search_{i}"
-        return fake_search
+# -- exercise 1: gather_partial ------------------------------------------------------------
+async def _ok(value: str, delay: float) -> str:
+    await asyncio.sleep(delay)
+    return value
 
 
-async def check_bounded_gather(bounded_gather: Callable[..., Any]) -> Feedback:
-    """Check ``bounded_gather(coro_fns, limit)``: at most `limit` at once, slots reused, input order kept."""
-    if not callable(bounded_gather):
-        raise TypeError(
-            "check_bounded_gather expects your function itself, e.g. "
-            f"await nb06.check_bounded_gather(bounded_gather), not {bounded_gather!r:.60}."
-        )
-    probe = _Probe()
-    fns = [probe.fake(i) for i in range(N_FAKES)]
-    want = [f"result {i}" for i in range(N_FAKES)]
-    try:
-        outcome = bounded_gather(fns, LIMIT)
-        if not inspect.isawaitable(outcome):
-            return failed(
-                f"bounded_gather returned {type(outcome).__name__}, not something to await.",
-                "write it as `async def bounded_gather(coro_fns, limit):` and `return await asyncio.gather(...)`.",
-            )
-        results = await asyncio.wait_for(outcome, timeout=10)
-    except TimeoutError:
-        return failed(
-            f"bounded_gather did not finish {N_FAKES} tiny tasks within 10 s: it may wait forever.",
-            "release every slot you take: `async with sem:` releases it even when the task fails.",
-        )
-    except Exception as exc:  # the learner's code failed: say how
-        return failed(
-            f"bounded_gather raised {type(exc).__name__}: {exc}",
-            "coro_fns is a list of async functions that take no argument: call each one, `await fn()`.",
-        )
-    missing = [i for i in range(N_FAKES) if probe.runs[i] == 0]
-    again = [i for i in range(N_FAKES) if probe.runs[i] > 1]
-    if missing:
-        return failed(
-            f"{len(missing)} of the {N_FAKES} functions never ran (e.g. number {missing[0]}).",
-            "run every function in coro_fns exactly once: one `await fn()` for each.",
-        )
-    if again:
-        return failed(
-            f"{len(again)} functions ran more than once (e.g. number {again[0]} ran {probe.runs[again[0]]} times).",
-            "call each function once; a coroutine function called twice does its work twice.",
-        )
-    if probe.peak > LIMIT:
-        return failed(
-            f"up to {probe.peak} functions ran at once with limit={LIMIT}: nothing held them back.",
-            "make `sem = asyncio.Semaphore(limit)` inside bounded_gather and await each function "
-            "inside `async with sem:`.",
-        )
-    if probe.peak < LIMIT:
-        return failed(
-            f"never more than {probe.peak} ran at once with limit={LIMIT}: bounded, but slower than it may be.",
-            "start them all (asyncio.gather over wrapped calls) and let the semaphore hold back the rest; "
-            "awaiting one by one runs them serially.",
-        )
-    if probe.slow_peak < 2:
-        return failed(
-            f"at most {LIMIT} ran at once, but batch by batch: each batch waited for its slowest member.",
-            "a semaphore starts the next function as soon as any slot frees; "
-            "gather over all of them with `async with sem:` around each await, not over slices.",
-        )
-    if not isinstance(results, (list, tuple)):
-        return failed(
-            f"bounded_gather returned {type(results).__name__} {results!r:.60}, not a list of results.",
-            "return what asyncio.gather returns: the results, one per function.",
-        )
-    results = list(results)
-    if results != want:
-        if sorted(results, key=str) == sorted(want):
-            return failed(
-                "the results are all there, but not in the order of coro_fns (completion order?).",
-                "asyncio.gather returns results in input order: return its list, don't append as tasks finish.",
-            )
-        return failed(
-            f"expected {N_FAKES} results ['result 0', 'result 1', …], got {results!r:.80}.",
-            "return each function's own result: `return await fn()` inside the semaphore block.",
-        )
-    return passed(
-        f"bounded_gather ran {N_FAKES} functions, never more than {LIMIT} at once, reused each free slot "
-        "at once, and returned the results in input order."
-    )
+async def _boom(exc: Exception, delay: float) -> str:
+    await asyncio.sleep(delay)
+    raise exc
 
 
-def _service_facts(service: Any) -> tuple[int, float]:
-    from ..service import SearchService
-
-    if not isinstance(service, SearchService):
-        raise TypeError(
-            f"check_best_limit needs the running service as its second argument, e.g. "
-            f"await nb06.check_best_limit(best_limit, service), not {type(service).__name__}."
-        )
-    if service.capacity is None:
-        raise ValueError("this service has no capacity (capacity=None): start it with start_service(capacity=10).")
-    if not service.running:
-        raise RuntimeError("the service is stopped: start it again, e.g. service = start_service(capacity=10).")
-    return service.capacity, max(service.latency.values())
+def _close_unawaited(coros: list[Coroutine[Any, Any, Any]]) -> int:
+    """Close the coroutines nobody started (no 'never awaited' warning later); how many."""
+    unstarted = [c for c in coros if inspect.getcoroutinestate(c) == inspect.CORO_CREATED]
+    for c in unstarted:
+        c.close()
+    return len(unstarted)
 
 
-async def _burst(service: Any, limit: int, n: int) -> tuple[float, int]:
-    """`n` web searches to `service` through a Semaphore(limit), no retry: (wall seconds, number of 429s)."""
-    import httpx
-
-    from ..tools import ServiceError, web_search
-
-    sem = asyncio.Semaphore(limit)
-    rejected = 0
-    limits = httpx.Limits(max_connections=limit, max_keepalive_connections=min(limit, 20))
-
-    async with httpx.AsyncClient(base_url=service.url, limits=limits, timeout=5.0, verify=False) as client:
-
-        async def one(i: int) -> None:
-            nonlocal rejected
-            async with sem:
-                try:
-                    await web_search(f"limit check {i}", client=client)
-                except ServiceError as exc:
-                    if exc.status_code != 429:
-                        raise
-                    rejected += 1
-
-        start = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(n)))
-    return time.perf_counter() - start, rejected
+def _name(x: object) -> str:
+    return repr(x) if len(repr(x)) <= 100 else repr(x)[:97] + "..."
 
 
-async def check_best_limit(limit: Any, service: Any) -> Feedback:
-    """Check the concurrency limit that gives the most throughput with 0 rejections on `service`.
+async def check_gather_partial(fn: Callable[[list[Any]], Any]) -> Feedback:
+    """Check ``gather_partial(coros) -> (results, errors)`` on three successes and two failures.
 
-    Decides from the service's capacity; for a limit at or above it, also sends a real
-    burst of requests (about 0.3 s) and reports the 429s it got.
+    Use it as ``await nb06.check_gather_partial(gather_partial)``.
     """
-    capacity, latency = _service_facts(service)
-    if limit is None or limit is ... or isinstance(limit, bool) or not isinstance(limit, int):
-        return failed(
-            f"best_limit is {limit!r}: set it to a whole number of requests in flight, e.g. best_limit = 7.",
-            "read the curve: the largest limit that still had 0 rejections.",
+    if not callable(fn):
+        raise TypeError(
+            f"check_gather_partial expects your function, e.g. "
+            f"`await check_gather_partial(gather_partial)`, not {type(fn).__name__}."
         )
-    if limit < 1:
-        return failed(f"best_limit = {limit}: a limit must let at least one request through.", "try the knee.")
-    if limit < capacity:
+    if not inspect.iscoroutinefunction(fn):
         return failed(
-            f"best_limit = {limit} gets 0 rejections, but caps throughput at {limit} ÷ {latency:.2f} s = "
-            f"{limit / latency:.0f} requests/s, while the service could serve {capacity / latency:.0f}/s.",
-            "below the knee throughput grows with the limit: go up to where rejections start.",
+            f"{getattr(fn, '__name__', 'your function')} is not an async function, so it cannot await the coroutines.",
+            "define it with `async def gather_partial(coros):` and `await asyncio.gather(...)` inside.",
         )
-    wall, rejected = await _burst(service, limit, n=3 * limit)
-    if limit > capacity:
-        seen = f"{rejected} of {3 * limit} requests came back 429" if rejected else "this burst was lucky"
+    # Three successes at 0.1 s and two failures at 0.05 s: 0.4 s one by one, 0.1 s concurrently.
+    errors_in = [ValueError("bad query"), ConnectionError("source down")]
+    coros = [
+        _ok("a", 0.1),
+        _boom(errors_in[0], 0.05),
+        _ok("b", 0.1),
+        _boom(errors_in[1], 0.05),
+        _ok("c", 0.1),
+    ]
+    serial = 0.1 * 3 + 0.05 * 2
+    start = time.perf_counter()
+    try:
+        out = await asyncio.wait_for(fn(list(coros)), timeout=5)
+    except TimeoutError:
+        _close_unawaited(coros)
         return failed(
-            f"best_limit = {limit} sends more requests at once than the service admits ({seen}).",
-            "above the knee throughput stays flat and the extra requests are rejected: "
-            "take the largest limit with 0 rejections on the curve.",
+            "gather_partial did not return within 5 s.",
+            "await the gather once: `await asyncio.gather(*coros, return_exceptions=True)`.",
         )
-    if rejected:
+    except Exception as exc:
+        await asyncio.sleep(0.15)  # let the siblings that gather left running finish
+        _close_unawaited(coros)
         return failed(
-            f"best_limit = {limit} equals the service's capacity, yet {rejected} requests came back 429.",
-            "another client may share the service: check service.stats() and rerun.",
+            f"an exception escaped from gather_partial: {_name(exc)}. One failed source sank the whole batch.",
+            "pass `return_exceptions=True` to asyncio.gather: failures come back as values in the list.",
+            "then sort each item into results or errors with `isinstance(item, BaseException)`.",
+        )
+    took = time.perf_counter() - start
+    never = _close_unawaited(coros)
+    if never:
+        return failed(
+            f"{never} of the 5 coroutines were never awaited, so their work never ran.",
+            "pass all of them to asyncio.gather: `asyncio.gather(*coros, return_exceptions=True)`.",
+        )
+    if not (isinstance(out, tuple | list) and len(out) == 2):
+        return failed(
+            f"gather_partial should return a pair (results, errors), not {_name(out)[:80]}.",
+            "end with `return results, errors`.",
+        )
+    results, errors = out
+    results, errors = list(results), list(errors)
+    if any(isinstance(r, BaseException) for r in results):
+        return failed(
+            f"results holds exceptions: {[_name(r) for r in results]}.",
+            "put an item in errors when `isinstance(item, BaseException)`, else in results.",
+        )
+    if sorted(map(str, results)) != ["a", "b", "c"]:
+        return failed(
+            f"results should hold the three values 'a', 'b', 'c', not {results!r}.",
+            "each successful coroutine's return value goes into results, once.",
+        )
+    if results != ["a", "b", "c"]:
+        return failed(
+            f"results are out of input order: {results!r} (want ['a', 'b', 'c']).",
+            "asyncio.gather returns its list in the order of its arguments: keep that order, "
+            "do not collect in completion order (as_completed).",
+        )
+    if [e for e in errors if not isinstance(e, BaseException)]:
+        return failed(
+            f"errors should hold the exception objects themselves, not {[_name(e) for e in errors]}.",
+            "append the exception (`errors.append(item)`), not its text or its type: the caller may re-raise it.",
+        )
+    if errors != errors_in:
+        return failed(
+            f"errors should be [ValueError, ConnectionError], the two raised, in input order, "
+            f"not {[_name(e) for e in errors]}.",
+            "keep every exception gather returns, in the order it returns them.",
+        )
+    if took > 0.6 * serial:
+        return failed(
+            f"all the right values, but it took {took:.2f} s: about the sum of the waits ({serial:.2f} s), "
+            "so the coroutines ran one after another.",
+            "await them together with one `asyncio.gather(*coros, ...)`, not one by one in a loop.",
         )
     return passed(
-        f"best_limit = {limit}: {3 * limit} requests in {wall:.2f} s, 0 rejected; "
-        "the knee of the curve, where the limit equals the service's capacity."
+        f"gather_partial returned 3 results and 2 errors, in input order, in {took:.2f} s "
+        f"(one by one: {serial:.2f} s). Nothing escaped."
     )
 
 
-def check_max_concurrency(config: Any, capacity: int = 10) -> Feedback:
-    """Check a LangGraph run config that bounds a `Send` fan-out to at most `capacity` tasks at once."""
-    if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
-        raise ValueError(f"capacity must be an int ≥ 1 (the service's capacity), not {capacity!r}.")
-    if not isinstance(config, Mapping):
-        return failed(
-            f"config is {type(config).__name__} {config!r:.60}, not a dict.",
-            'a run config is a dict: app.ainvoke(inputs, config={"max_concurrency": ...}).',
+# -- exercise 2: a retry_on predicate -----------------------------------------------------------
+_REQUEST = httpx.Request("GET", "http://127.0.0.1/search/web?q=async+python")
+
+
+def _status(code: int) -> httpx.HTTPStatusError:
+    return ServiceError("web", "async python", httpx.Response(code, request=_REQUEST))
+
+
+def _plain_status(code: int) -> httpx.HTTPStatusError:
+    return httpx.HTTPStatusError(f"HTTP {code}", request=_REQUEST, response=httpx.Response(code, request=_REQUEST))
+
+
+#: (label, exception, want, why)
+_RETRY_CASES: list[tuple[str, Callable[[], BaseException], bool, str]] = [
+    ("ServiceError 429", lambda: _status(429), True, "429 means 'slow down': a later attempt may get in"),
+    ("ServiceError 503", lambda: _status(503), True, "5xx is the server's trouble: a retry may succeed"),
+    ("ServiceError 500", lambda: _status(500), True, "5xx is the server's trouble: a retry may succeed"),
+    ("HTTPStatusError 502", lambda: _plain_status(502), True, "any 5xx, from any httpx call"),
+    ("HTTPStatusError 429", lambda: _plain_status(429), True, "any 429, from any httpx call"),
+    ("ServiceError 404", lambda: _status(404), False, "a 404 will be a 404 again: retrying only wastes time"),
+    ("HTTPStatusError 400", lambda: _plain_status(400), False, "a bad request stays bad"),
+    ("ConnectionError", lambda: ConnectionError("refused"), True, "a dropped connection is transient"),
+    ("httpx.ConnectError", lambda: httpx.ConnectError("refused"), True, "a dropped connection is transient"),
+    ("ValueError", lambda: ValueError("bad query"), False, "a bug in the code: the same input fails the same way"),
+    ("KeyError", lambda: KeyError("findings"), False, "a bug in the code: the same input fails the same way"),
+]
+
+
+def check_retry_on(fn: Callable[[Exception], object]) -> Feedback:
+    """Check a ``retry_on`` predicate against 429, 5xx, other 4xx, connection errors and bugs.
+
+    Use it as ``nb06.check_retry_on(should_retry)``.
+    """
+    if not callable(fn) or isinstance(fn, type):
+        raise TypeError(
+            f"check_retry_on expects your predicate function, e.g. `check_retry_on(should_retry)`, not {fn!r}."
         )
-    inner = config.get("configurable")
-    top = config.get("max_concurrency")
-    if top is None and isinstance(inner, Mapping) and "max_concurrency" in inner:
+    if inspect.iscoroutinefunction(fn):
         return failed(
-            'max_concurrency is inside "configurable": LangGraph never reads it there, so the fan-out '
-            "runs unbounded, silently.",
-            'move it to the top level of the config: {"max_concurrency": ...}, next to "configurable".',
+            "should_retry is async, but RetryPolicy calls retry_on(exc) without awaiting it: "
+            "a coroutine object is always truthy, so everything would be retried.",
+            "define it with plain `def should_retry(exc):`.",
         )
-    if top is None:
+    wrong: list[str] = []
+    hints: list[str] = []
+    for label, make, want, why in _RETRY_CASES:
+        exc = make()
+        try:
+            got = fn(exc)  # type: ignore[arg-type]
+        except Exception as e:
+            return failed(
+                f"should_retry raised {type(e).__name__}: {e} on {label}.",
+                "it is called with every exception the node raises: check the type first "
+                "(`isinstance(exc, httpx.HTTPStatusError)`) before reading `exc.response.status_code`.",
+            )
+        if bool(got) != want:
+            wrong.append(f"{label} → {got!r}, want {want}: {why}")
+            if label.startswith("ConnectionError") or label.startswith("httpx.Connect"):
+                hint = "for anything that is not an HTTP status error, return `default_retry_on(exc)` (from langgraph.types)."
+            elif "HTTPStatusError" in label and want:
+                hint = "test `isinstance(exc, httpx.HTTPStatusError)`: ServiceError is one, and so is any httpx error status."
+            elif want:
+                hint = "read the status from `exc.response.status_code`: retry 429 and 500–599."
+            else:
+                hint = "retry only 429 and 500–599 among the status errors; leave the other exceptions to default_retry_on."
+            if hint not in hints:
+                hints.append(hint)
+    if wrong:
         return failed(
-            f"config {dict(config)!r:.80} has no max_concurrency: every Send task starts at once.",
-            'add a top-level key: {"max_concurrency": k}.',
-        )
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        return failed(
-            f"max_concurrency = {top!r}: it must be a whole number ≥ 1.",
-            "the most tasks LangGraph may run at once, e.g. the service's capacity.",
-        )
-    if top > capacity:
-        return failed(
-            f"max_concurrency = {top} is at the top level (good) but above the service's capacity {capacity}: "
-            "the extra requests get 429.",
-            f"bound it at the capacity: {{'max_concurrency': {capacity}}}.",
-        )
-    if top < capacity:
-        return failed(
-            f"max_concurrency = {top} is at the top level and safe, but leaves {capacity - top} of the "
-            f"service's {capacity} slots idle.",
-            "the most throughput with 0 rejections comes at the capacity itself.",
+            f"should_retry is wrong for {len(wrong)} of {len(_RETRY_CASES)} exceptions:\n     - "
+            + "\n     - ".join(wrong),
+            *hints,
         )
     return passed(
-        f'{{"max_concurrency": {top}}} is at the top level of the config: LangGraph runs at most {top} '
-        "Send tasks at once, the service's capacity."
+        f"should_retry is right for all {len(_RETRY_CASES)} exceptions: 429 and 5xx and dropped connections "
+        "are retried; other 4xx and bugs are not."
     )

@@ -1,184 +1,266 @@
-"""Self-checks for notebook 07, *The capstone*.
+"""Self-checks for notebook 07 (backpressure): a bounded gather, the best limit, a bounded fan-out's config.
 
-* `check_route`: ``def route_after_editor(state) -> str`` ends the revision loop: an approved
-  article goes to END; a rejected one goes back to ``"writer"`` while fewer than
-  `max_revisions` revisions were made, and to END after that.
-* `check_bounds`: the Researcher's bounds (an HTTP semaphore and ``max_concurrency``) give
-  a run with no 429s whose research phase is close to its critical path.
+* `await check_bounded_gather(fn)`: runs the learner's ``bounded_gather(coro_fns, limit)``
+  on instrumented fakes and measures how many ran at once, whether a free slot was
+  reused at once (not batch by batch), and the order of the results.
+* `await check_best_limit(limit, service)`: decides from the service's capacity, then
+  measures a real burst at that limit and reports the 429s it got.
+* `check_max_concurrency(config, capacity)`: reads a LangGraph run config and says
+  whether ``max_concurrency`` is where LangGraph reads it (the top level).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from langgraph.graph import END
-
-from ..progress import critical_path
-from ..service import ServiceStats
-from ..timing import Recorder
 from . import Feedback, failed, passed
 
-__all__ = ["check_route", "check_bounds", "research_ratio"]
+__all__ = ["check_bounded_gather", "check_best_limit", "check_max_concurrency"]
+
+#: The fakes `check_bounded_gather` runs: how many, and the limit it asks for.
+N_FAKES = 24
+LIMIT = 4
+_LONG, _SHORT = 0.04, 0.004  # every LIMIT-th fake is slow, so batches would wait for it
 
 
-# -- exercise: the route of the revision loop ----------------------------------------------------
-def _samples(max_revisions: int) -> list[tuple[dict[str, Any], str, str]]:
-    """(state, expected route, why) for the sample states an editor can leave behind."""
-    m = max_revisions
-    return [
-        ({"approved": True, "revisions": 1}, END, "an approved article is finished"),
-        ({"approved": False, "revisions": 1}, "writer", f"a rejected draft after 1 of {m} revisions gets rewritten"),
-        ({"approved": True, "revisions": m}, END, "an approved article is finished"),
-        ({"approved": False, "revisions": m}, END, f"after {m} revisions the loop must stop, approved or not"),
-        ({"approved": False, "revisions": m + 1}, END, "past the limit the loop must stop"),
-    ]
+class _Probe:
+    """Counts how many fakes run at once, how many slow ones overlap, and each fake's runs."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+        self.slow_now = 0
+        self.slow_peak = 0
+        self.runs: Counter[int] = Counter()
+
+    def fake(self, i: int) -> Callable[[], Awaitable[str]]:
+        slow = i % LIMIT == 0
+
+        async def fake_search() -> str:
+            self.runs[i] += 1
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+            if slow:
+                self.slow_now += 1
+                self.slow_peak = max(self.slow_peak, self.slow_now)
+            try:
+                await asyncio.sleep(_LONG if slow else _SHORT)
+            finally:
+                self.now -= 1
+                if slow:
+                    self.slow_now -= 1
+            return f"result {i}"
+
+        fake_search.__name__ = f"fake_search_{i}"
+        return fake_search
 
 
-def check_route(fn: Callable[[dict[str, Any]], Any], max_revisions: int = 2) -> Feedback:
-    """Check a revision-loop route on sample states: approved → END, else "writer" until the limit.
-
-    Use it as ``nb07.check_route(route_after_editor, max_revisions=MAX_REVISIONS)``.
-    """
-    if not callable(fn):
+async def check_bounded_gather(bounded_gather: Callable[..., Any]) -> Feedback:
+    """Check ``bounded_gather(coro_fns, limit)``: at most `limit` at once, slots reused, input order kept."""
+    if not callable(bounded_gather):
         raise TypeError(
-            f"check_route expects your route function, e.g. `check_route(route_after_editor)`, not {type(fn).__name__}."
+            "check_bounded_gather expects your function itself, e.g. "
+            f"await nb07.check_bounded_gather(bounded_gather), not {bounded_gather!r:.60}."
         )
-    if not isinstance(max_revisions, int) or isinstance(max_revisions, bool) or max_revisions < 2:
-        raise ValueError(f"max_revisions must be an int ≥ 2 (the limit of the loop), not {max_revisions!r}.")
-    if inspect.iscoroutinefunction(fn):
-        return failed(
-            "your route is an async function: it returns a coroutine, not the name of the next node.",
-            "a route only reads the state, it waits for nothing: define it with plain `def`.",
-        )
-    for state, expected, why in _samples(max_revisions):
-        try:
-            got = fn(dict(state))
-        except Exception as exc:  # the learner's code: report, do not crash the check
+    probe = _Probe()
+    fns = [probe.fake(i) for i in range(N_FAKES)]
+    want = [f"result {i}" for i in range(N_FAKES)]
+    try:
+        outcome = bounded_gather(fns, LIMIT)
+        if not inspect.isawaitable(outcome):
             return failed(
-                f"for the state {state} your route raised {type(exc).__name__}: {exc}",
-                "read the state with state.get('approved') and state.get('revisions', 0).",
+                f"bounded_gather returned {type(outcome).__name__}, not something to await.",
+                "write it as `async def bounded_gather(coro_fns, limit):` and `return await asyncio.gather(...)`.",
             )
-        if got == expected:
-            continue
-        hints = [f"{why}, so the route should return {expected!r}."]
-        if got is None:
-            hints.append("every path through the function needs a `return`: END or 'writer'.")
-        elif got == "editor":
-            hints.append("the loop goes back to the writer: the editor then reads the new draft.")
-        elif expected == END and got == "writer":
-            hints.append(
-                "compare with `<`: state['revisions'] < max_revisions means another revision is allowed."
-                if state.get("revisions", 0) >= max_revisions
-                else "check `approved` first: an approved draft is never sent back."
+        results = await asyncio.wait_for(outcome, timeout=10)
+    except TimeoutError:
+        return failed(
+            f"bounded_gather did not finish {N_FAKES} tiny tasks within 10 s: it may wait forever.",
+            "release every slot you take: `async with sem:` releases it even when the task fails.",
+        )
+    except Exception as exc:  # the learner's code failed: say how
+        return failed(
+            f"bounded_gather raised {type(exc).__name__}: {exc}",
+            "coro_fns is a list of async functions that take no argument: call each one, `await fn()`.",
+        )
+    missing = [i for i in range(N_FAKES) if probe.runs[i] == 0]
+    again = [i for i in range(N_FAKES) if probe.runs[i] > 1]
+    if missing:
+        return failed(
+            f"{len(missing)} of the {N_FAKES} functions never ran (e.g. number {missing[0]}).",
+            "run every function in coro_fns exactly once: one `await fn()` for each.",
+        )
+    if again:
+        return failed(
+            f"{len(again)} functions ran more than once (e.g. number {again[0]} ran {probe.runs[again[0]]} times).",
+            "call each function once; a coroutine function called twice does its work twice.",
+        )
+    if probe.peak > LIMIT:
+        return failed(
+            f"up to {probe.peak} functions ran at once with limit={LIMIT}: nothing held them back.",
+            "make `sem = asyncio.Semaphore(limit)` inside bounded_gather and await each function "
+            "inside `async with sem:`.",
+        )
+    if probe.peak < LIMIT:
+        return failed(
+            f"never more than {probe.peak} ran at once with limit={LIMIT}: bounded, but slower than it may be.",
+            "start them all (asyncio.gather over wrapped calls) and let the semaphore hold back the rest; "
+            "awaiting one by one runs them serially.",
+        )
+    if probe.slow_peak < 2:
+        return failed(
+            f"at most {LIMIT} ran at once, but batch by batch: each batch waited for its slowest member.",
+            "a semaphore starts the next function as soon as any slot frees; "
+            "gather over all of them with `async with sem:` around each await, not over slices.",
+        )
+    if not isinstance(results, (list, tuple)):
+        return failed(
+            f"bounded_gather returned {type(results).__name__} {results!r:.60}, not a list of results.",
+            "return what asyncio.gather returns: the results, one per function.",
+        )
+    results = list(results)
+    if results != want:
+        if sorted(results, key=str) == sorted(want):
+            return failed(
+                "the results are all there, but not in the order of coro_fns (completion order?).",
+                "asyncio.gather returns results in input order: return its list, don't append as tasks finish.",
             )
-        elif got not in (END, "writer"):
-            hints.append(f"return END (from langgraph.graph import END) or 'writer', not {got!r}.")
-        return failed(f"for the state {state} your route returned {got!r}, not {expected!r}.", *hints)
+        return failed(
+            f"expected {N_FAKES} results ['result 0', 'result 1', …], got {results!r:.80}.",
+            "return each function's own result: `return await fn()` inside the semaphore block.",
+        )
     return passed(
-        f"all {len(_samples(max_revisions))} sample states route as expected: the loop ends after at most "
-        f"{max_revisions} revisions."
+        f"bounded_gather ran {N_FAKES} functions, never more than {LIMIT} at once, reused each free slot "
+        "at once, and returned the results in input order."
     )
 
 
-# -- exercise: the Researcher's bounds -------------------------------------------------------------
-def research_ratio(rec: Recorder, capacity: int | None, retry: Any = None) -> tuple[float, float]:
-    """(research wall time, critical path) of a recorded run, in seconds.
+def _service_facts(service: Any) -> tuple[int, float]:
+    from ..service import SearchService
 
-    The research phase runs from the first start to the last end of the ``researcher`` node
-    runs (recorded with ``rec.callback()``); the critical path comes from the tool spans.
-    """
-    runs = [s for s in rec.spans if s.group == "researcher"]
-    if not runs:
-        raise ValueError(
-            "the recording has no 'researcher' node run: run the graph with "
-            "config={'callbacks': [rec.callback()]} inside `with rec:`."
+    if not isinstance(service, SearchService):
+        raise TypeError(
+            f"check_best_limit needs the running service as its second argument, e.g. "
+            f"await nb07.check_best_limit(best_limit, service), not {type(service).__name__}."
         )
-    wall = max(s.end for s in runs) - min(s.start for s in runs)
-    return wall, critical_path(rec, capacity=capacity, retry=retry).length
+    if service.capacity is None:
+        raise ValueError("this service has no capacity (capacity=None): start it with start_service(capacity=10).")
+    if not service.running:
+        raise RuntimeError("the service is stopped: start it again, e.g. service = start_service(capacity=10).")
+    return service.capacity, max(service.latency.values())
 
 
-def _bound(name: str, value: object) -> str | None:
-    """A message when `value` is not a usable bound, else None."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        return f"{name} is {value!r}: set it to a whole number."
-    if value < 1:
-        return f"{name} is {value}: a bound of less than 1 lets nothing run."
-    return None
+async def _burst(service: Any, limit: int, n: int) -> tuple[float, int]:
+    """`n` web searches to `service` through a Semaphore(limit), no retry: (wall seconds, number of 429s)."""
+    import httpx
+
+    from ..tools import ServiceError, web_search
+
+    sem = asyncio.Semaphore(limit)
+    rejected = 0
+    limits = httpx.Limits(max_connections=limit, max_keepalive_connections=min(limit, 20))
+
+    async with httpx.AsyncClient(base_url=service.url, limits=limits, timeout=5.0, verify=False) as client:
+
+        async def one(i: int) -> None:
+            nonlocal rejected
+            async with sem:
+                try:
+                    await web_search(f"limit check {i}", client=client)
+                except ServiceError as exc:
+                    if exc.status_code != 429:
+                        raise
+                    rejected += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+    return time.perf_counter() - start, rejected
 
 
-async def check_bounds(
-    run: Callable[[int, int], Awaitable[tuple[Recorder, ServiceStats]]],
-    *,
-    http_slots: Any,
-    max_concurrency: Any,
-    capacity: int,
-    tasks: int,
-    limit: float = 1.3,
-) -> Feedback:
-    """Run the Researcher with your bounds; pass with no 429 and research ≤ `limit` × its critical path.
+async def check_best_limit(limit: Any, service: Any) -> Feedback:
+    """Check the concurrency limit that gives the most throughput with 0 rejections on `service`.
 
-    `run(http_slots, max_concurrency)` runs the agency once and returns its recording
-    (tool spans and ``rec.callback()`` node runs) and the service's stats. `capacity` is
-    the service's, `tasks` the number of research tasks the planner fans out.
+    Decides from the service's capacity; for a limit at or above it, also sends a real
+    burst of requests (about 0.3 s) and reports the 429s it got.
     """
-    if not callable(run):
-        raise TypeError(f"run must be the notebook's async function run(http_slots, max_concurrency), not {run!r}.")
-    for name, value in (("capacity", capacity), ("tasks", tasks)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be an int ≥ 1, not {value!r}.")
-    if not isinstance(limit, (int, float)) or limit < 1:
-        raise ValueError(f"limit is a ratio ≥ 1 (research time / critical path), not {limit!r}.")
-    for name, value in (("http_slots", http_slots), ("max_concurrency", max_concurrency)):
-        problem = _bound(name, value)
-        if problem:
-            return failed(
-                problem,
-                f"http_slots sizes the semaphore around the requests to the service (it holds {capacity} at once).",
-                f"max_concurrency caps the tasks of a graph step ({tasks} research tasks here), kb searches included.",
-            )
-    try:
-        rec, stats = await run(http_slots, max_concurrency)
-    except Exception as exc:  # the run itself failed: say how, and what in the bounds causes it
-        hints = []
-        if type(exc).__name__ == "NodeTimeoutError":
-            hints.append(
-                "a node's timeout clock runs while its task waits for an HTTP slot: with few slots, "
-                "the last requests queue for longer than the timeout. Give the service all its slots."
-            )
-        return failed(f"the run failed with {type(exc).__name__}: {exc}", *hints)
-    if not isinstance(rec, Recorder) or not isinstance(stats, ServiceStats):
-        raise TypeError("run(...) must return (Recorder, ServiceStats): the recording and service.stats().")
-    if stats.rejected:
+    capacity, latency = _service_facts(service)
+    if limit is None or limit is ... or isinstance(limit, bool) or not isinstance(limit, int):
         return failed(
-            f"{stats.rejected} request(s) rejected with 429: up to {stats.peak_in_flight} were in flight, "
-            f"the service holds {capacity}.",
-            f"http_slots = {http_slots} lets more requests in flight than the service's capacity: lower it.",
-            "max_concurrency does not protect the service by itself if it is larger than the capacity.",
+            f"best_limit is {limit!r}: set it to a whole number of requests in flight, e.g. best_limit = 7.",
+            "read the curve: the largest limit that still had 0 rejections.",
         )
-    wall, cp = research_ratio(rec, capacity)
-    ratio = wall / cp
-    if ratio > limit:
-        hints = []
-        if max_concurrency < tasks:
-            hints.append(
-                f"max_concurrency = {max_concurrency} holds back tasks that need no service slot (the kb "
-                f"searches): it counts all {tasks} tasks, so keep it at or above that."
-            )
-        if http_slots < capacity:
-            hints.append(
-                f"http_slots = {http_slots} leaves {capacity - http_slots} of the service's {capacity} slots "
-                "idle while requests wait: use all of them."
-            )
-        if not hints:
-            hints.append("the machine may be busy: run the check again.")
+    if limit < 1:
+        return failed(f"best_limit = {limit}: a limit must let at least one request through.", "try the knee.")
+    if limit < capacity:
         return failed(
-            f"no 429s, but the research took {wall:.2f} s, {ratio:.2f}x its critical path ({cp:.2f} s): "
-            "requests waited although the service had room.",
-            *hints,
+            f"best_limit = {limit} gets 0 rejections, but caps throughput at {limit} ÷ {latency:.2f} s = "
+            f"{limit / latency:.0f} requests/s, while the service could serve {capacity / latency:.0f}/s.",
+            "below the knee throughput grows with the limit: go up to where rejections start.",
+        )
+    wall, rejected = await _burst(service, limit, n=3 * limit)
+    if limit > capacity:
+        seen = f"{rejected} of {3 * limit} requests came back 429" if rejected else "this burst was lucky"
+        return failed(
+            f"best_limit = {limit} sends more requests at once than the service admits ({seen}).",
+            "above the knee throughput stays flat and the extra requests are rejected: "
+            "take the largest limit with 0 rejections on the curve.",
+        )
+    if rejected:
+        return failed(
+            f"best_limit = {limit} equals the service's capacity, yet {rejected} requests came back 429.",
+            "another client may share the service: check service.stats() and rerun.",
         )
     return passed(
-        f"no 429s, and the research took {wall:.2f} s, {ratio:.2f}x its critical path ({cp:.2f} s): "
-        "the only waits left are the service's."
+        f"best_limit = {limit}: {3 * limit} requests in {wall:.2f} s, 0 rejected; "
+        "the knee of the curve, where the limit equals the service's capacity."
+    )
+
+
+def check_max_concurrency(config: Any, capacity: int = 10) -> Feedback:
+    """Check a LangGraph run config that bounds a `Send` fan-out to at most `capacity` tasks at once."""
+    if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
+        raise ValueError(f"capacity must be an int ≥ 1 (the service's capacity), not {capacity!r}.")
+    if not isinstance(config, Mapping):
+        return failed(
+            f"config is {type(config).__name__} {config!r:.60}, not a dict.",
+            'a run config is a dict: app.ainvoke(inputs, config={"max_concurrency": ...}).',
+        )
+    inner = config.get("configurable")
+    top = config.get("max_concurrency")
+    if top is None and isinstance(inner, Mapping) and "max_concurrency" in inner:
+        return failed(
+            'max_concurrency is inside "configurable": LangGraph never reads it there, so the fan-out '
+            "runs unbounded, silently.",
+            'move it to the top level of the config: {"max_concurrency": ...}, next to "configurable".',
+        )
+    if top is None:
+        return failed(
+            f"config {dict(config)!r:.80} has no max_concurrency: every Send task starts at once.",
+            'add a top-level key: {"max_concurrency": k}.',
+        )
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        return failed(
+            f"max_concurrency = {top!r}: it must be a whole number ≥ 1.",
+            "the most tasks LangGraph may run at once, e.g. the service's capacity.",
+        )
+    if top > capacity:
+        return failed(
+            f"max_concurrency = {top} is at the top level (good) but above the service's capacity {capacity}: "
+            "the extra requests get 429.",
+            f"bound it at the capacity: {{'max_concurrency': {capacity}}}.",
+        )
+    if top < capacity:
+        return failed(
+            f"max_concurrency = {top} is at the top level and safe, but leaves {capacity - top} of the "
+            f"service's {capacity} slots idle.",
+            "the most throughput with 0 rejections comes at the capacity itself.",
+        )
+    return passed(
+        f'{{"max_concurrency": {top}}} is at the top level of the config: LangGraph runs at most {top} '
+        "Send tasks at once, the service's capacity."
     )
