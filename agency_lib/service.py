@@ -6,7 +6,12 @@ notebook that blocks its own loop does not stall the service. Knobs:
 * ``latency`` per source in seconds and ``jitter`` (a fraction: 0.2 = ±20 %);
 * ``failure_rate``: the share of requests answered 503 (or 500), drawn from ``seed``;
 * ``capacity``: requests in flight above it are answered 429 at once;
-* ``rate_limit``: requests per second above it are answered 429.
+* ``rate_limit``: requests per second above it are answered 429, with a ``Retry-After``
+  header (whole seconds, as HTTP says) and ``retry-after-ms`` (what the openai SDK reads).
+
+`SearchService.scenario(...)` sets every knob at once (those not named go back to the
+values the service started with) and zeroes the counters, so a notebook cell that starts
+with it gives the same result however often, and in whatever order, it is run.
 
 Latency and failures are a function of (seed, source, query, attempt), so a run is
 reproducible whatever order concurrent requests arrive in, and a retry gets a fresh draw.
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import hashlib
+import math
 import socket
 import threading
 import time
@@ -33,7 +39,7 @@ from starlette.routing import Route
 
 from .corpus import fake_results
 
-__all__ = ["SearchService", "ServiceStats", "start_service", "current_service", "HTTP_SOURCES"]
+__all__ = ["SearchService", "ServiceStats", "Scenario", "start_service", "current_service", "HTTP_SOURCES"]
 
 HTTP_SOURCES = ("web", "api")
 DEFAULT_LATENCY = {"web": 0.25, "api": 0.30}
@@ -121,6 +127,7 @@ class SearchService:
             capacity=capacity,
             rate_limit=rate_limit,
         )
+        self._initial = self._knobs()  # what `scenario()` goes back to
 
     # -- knobs -------------------------------------------------------------------
     def configure(self, **knobs: Any) -> SearchService:
@@ -168,6 +175,30 @@ class SearchService:
                 raise ValueError(f"rate_limit is requests per second (> 0) or None for no limit, not {r!r}.")
             self.rate_limit = None if r is None else float(r)
         return self
+
+    def _knobs(self) -> dict[str, Any]:
+        return {
+            "latency": dict(self.latency),
+            "jitter": self.jitter,
+            "seed": self.seed,
+            "failure_rate": self.failure_rate,
+            "capacity": self.capacity,
+            "rate_limit": self.rate_limit,
+        }
+
+    def scenario(self, **knobs: Any) -> Scenario:
+        """Set the whole scenario now: the knobs named, the others as the service started; counters zeroed.
+
+        Use it at the top of an experiment, so re-running the cell gives the same result::
+
+            service.scenario(capacity=10)             # from here on: capacity 10, nothing else changed
+
+        or as a block, which puts the previous knobs back when it ends, also on an error::
+
+            with service.scenario(failure_rate=0.5):
+                ...
+        """
+        return Scenario(self, knobs)
 
     # -- life cycle --------------------------------------------------------------
     @property
@@ -277,7 +308,7 @@ class SearchService:
 
     # -- the HTTP app ------------------------------------------------------------
     def _admit(self, source: str, query: str) -> tuple[int, float]:
-        """Count the request and decide: (status, latency)."""
+        """Count the request and decide: (status, latency); for a rate-limit 429, the wait is the retry delay."""
         now = time.monotonic()
         with self._lock:
             st = self._stats
@@ -287,7 +318,8 @@ class SearchService:
                 self._window = [t for t in self._window if now - t < 1.0]
                 if len(self._window) >= self.rate_limit:
                     st.rejected += 1
-                    return 429, 0.0
+                    # The oldest request in the window leaves it first: then one more fits.
+                    return 429, max(0.001, 1.0 - (now - self._window[0]))
                 self._window.append(now)
             if self.capacity is not None and self._in_flight >= self.capacity:
                 st.rejected += 1
@@ -314,8 +346,11 @@ class SearchService:
                 return JSONResponse({"error": "limit must be a whole number"}, 400)
             limit = int(limit_text)
             status, wait = self._admit(source, query)
+            if status == 429 and wait:  # over the rate limit: say when a request will fit again
+                headers = {"Retry-After": str(math.ceil(wait)), "retry-after-ms": str(math.ceil(wait * 1000))}
+                return JSONResponse({"error": "too many requests: over the rate limit"}, 429, headers=headers)
             if status == 429:
-                return JSONResponse({"error": "too many requests: over capacity or rate limit"}, 429)
+                return JSONResponse({"error": "too many requests: over capacity"}, 429)
             try:
                 await asyncio.sleep(wait)
                 with self._lock:
@@ -336,13 +371,47 @@ class SearchService:
         return Starlette(routes=[Route("/search/{source}", search), Route("/health", health)])
 
 
+class Scenario:
+    """The knobs of one experiment, set when made; as a ``with`` block, the previous knobs come back after it."""
+
+    def __init__(self, service: SearchService, knobs: dict[str, Any]) -> None:
+        self.service = service
+        self._before = service._knobs()
+        wanted = {**service._initial, **knobs}
+        SearchService().configure(
+            **wanted
+        )  # check every knob first, on a service never started: a bad one changes nothing
+        service.configure(**wanted)
+        service.reset_stats()
+
+    def __enter__(self) -> SearchService:
+        return self.service
+
+    def __exit__(self, *exc: object) -> None:
+        self.service.configure(**self._before)
+
+    def __repr__(self) -> str:
+        return f"<Scenario of {self.service!r}>"
+
+
+_started: SearchService | None = None  # the last one start_service() made
+
+
 def start_service(**knobs: Any) -> SearchService:
     """Start a local search service (see `SearchService` for the knobs) and make it current.
+
+    Run twice (a setup cell run again), it stops the service it started before, so one
+    kernel never holds more than one of them. For two at once, use ``SearchService(...).start()``.
 
     >>> service = start_service(latency={"web": 0.25, "api": 0.3}, seed=7)  # doctest: +SKIP
     >>> service.stop()                                                        # doctest: +SKIP
     """
-    return SearchService(**knobs).start()
+    global _started
+    service = SearchService(**knobs)  # bad knobs raise here, before the old service is stopped
+    if _started is not None and _started.running:
+        _started.stop()
+    _started = service.start()
+    return service
 
 
 @atexit.register

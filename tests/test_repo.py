@@ -12,7 +12,11 @@ import nbformat
 from agency_lib.doctor import REQUIRED
 
 REPO = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted(p for p in (REPO / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+NOTEBOOKS = sorted(
+    p
+    for p in (REPO / "notebooks").rglob("*.ipynb")
+    if ".ipynb_checkpoints" not in p.parts and not p.name.startswith("_twice_")  # .ci/run_twice.py's copies
+)
 MACHINE_PATHS = ("/root/", "/home/", "/tmp/", "site-packages")
 LINK = re.compile(r"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)|<a\s[^>]*href=\"([^\"]+)\"")
 

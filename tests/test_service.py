@@ -28,7 +28,7 @@ async def statuses(client: httpx.AsyncClient, queries: list[str], source: str = 
 # -- requests, answered by one service shared by this class -----------------------------------
 @pytest.fixture(scope="class")
 def shared():
-    with start_service(latency=0.0) as svc:
+    with SearchService(latency=0.0) as svc:
         yield svc
 
 
@@ -223,3 +223,82 @@ def test_an_unknown_knob_is_named_with_the_list_of_knobs():
         SearchService().configure(speed=2)
     with pytest.raises(TypeError, match="speed"):
         start_service(speed=2)
+
+
+# -- scenarios: an experiment sets all it needs, so re-running its cell gives the same result -----
+def test_a_scenario_sets_every_knob_named_and_the_rest_back_to_the_start_and_zeroes_the_counters():
+    with start_service(latency=0.0, seed=5, capacity=4) as svc:
+        svc.configure(jitter=0.3, failure_rate=0.5)  # left over from an earlier experiment
+        asyncio.run(_get(svc, "left over"))
+        svc.scenario(rate_limit=10)
+        assert (svc.jitter, svc.failure_rate, svc.seed, svc.capacity, svc.rate_limit) == (0.0, 0.0, 5, 4, 10.0)
+        assert svc.stats().requests == 0
+
+
+def test_a_scenario_block_puts_the_previous_knobs_back_also_on_an_error():
+    with start_service(latency=0.0) as svc:
+        svc.configure(failure_rate=0.25)
+        with pytest.raises(KeyError), svc.scenario(capacity=1, failure_rate=0.0) as same:
+            assert same is svc and svc.capacity == 1
+            raise KeyError("the experiment failed")
+        assert (svc.capacity, svc.failure_rate) == (None, 0.25)
+
+
+def test_a_bad_knob_in_a_scenario_changes_nothing():
+    with start_service(latency=0.0) as svc:
+        svc.configure(failure_rate=0.25)
+        with pytest.raises(ValueError, match="capacity is the most requests in flight"):
+            svc.scenario(failure_rate=0.0, capacity=0)
+        assert (svc.failure_rate, svc.capacity) == (0.25, None)
+
+
+def test_start_service_run_twice_leaves_one_service_running():
+    first = start_service(latency=0.0)
+    second = start_service(latency=0.0)
+    try:
+        assert not first.running and second.running
+        assert current_service() is second
+        assert service_threads(first.port) == []
+    finally:
+        second.stop()
+
+
+def test_start_service_with_a_bad_knob_keeps_the_running_service():
+    svc = start_service(latency=0.0)
+    try:
+        with pytest.raises(ValueError):
+            start_service(capacity=0)
+        assert svc.running and current_service() is svc
+    finally:
+        svc.stop()
+
+
+def test_a_rate_limit_429_says_when_to_retry():
+    with start_service(latency=0.0, rate_limit=2) as svc:
+
+        async def main() -> list[httpx.Response]:
+            async with make_client() as client:
+                return [await client.get("/search/web", params={"q": f"q{i}"}) for i in range(3)]
+
+        ok1, ok2, rejected = asyncio.run(main())
+        assert (ok1.status_code, ok2.status_code, rejected.status_code) == (200, 200, 429)
+        assert rejected.headers["Retry-After"] == "1"  # whole seconds, as HTTP says
+        assert 0 < int(rejected.headers["retry-after-ms"]) <= 1000  # what the openai SDK reads
+        assert "rate limit" in rejected.json()["error"]
+        assert svc.stats().rejected == 1
+
+
+def test_a_capacity_429_has_no_retry_delay_to_promise():
+    with start_service(latency=0.2, capacity=1):
+
+        async def main() -> list[httpx.Response]:
+            async with make_client() as client:
+                return await asyncio.gather(*(client.get("/search/web", params={"q": f"q{i}"}) for i in range(2)))
+
+        statuses_ = sorted(r.status_code for r in asyncio.run(main()))
+        assert statuses_ == [200, 429]
+
+
+async def _get(svc: SearchService, query: str) -> int:
+    async with make_client() as client:
+        return (await client.get("/search/web", params={"q": query})).status_code

@@ -16,6 +16,7 @@ from langgraph.types import RetryPolicy, default_retry_on
 from agency_lib import (
     SOURCES,
     Recorder,
+    SearchService,
     ServiceError,
     api_lookup,
     api_lookup_blocking,
@@ -36,7 +37,7 @@ from agency_lib import tools as tools_module
 
 @pytest.fixture(scope="module")
 def shared():
-    with start_service(latency=0.0, seed=0) as svc:
+    with SearchService(latency=0.0, seed=0) as svc:
         yield svc
 
 
@@ -384,7 +385,7 @@ def test_a_new_service_gets_a_new_client_and_the_old_one_is_closed_whatever_the_
         with start_service(latency=0.0):
             await web_search("before")
             old = shared_client()
-            with start_service(latency=0.0):  # the old service still runs; the new one is current
+            with SearchService(latency=0.0):  # the old service still runs; the new one is current
                 assert_findings(await web_search("after"), "web", "after")
                 new = shared_client()
                 assert old.is_closed and not new.is_closed
@@ -407,7 +408,7 @@ def test_concurrent_calls_after_a_service_change_make_one_new_client(monkeypatch
     async def main():
         with start_service(latency=0.0):
             await web_search("warm up")
-            with start_service(latency=0.0):
+            with SearchService(latency=0.0):
                 await asyncio.gather(*(web_search(f"q{i}") for i in range(5)))
                 return shared_client()
 
