@@ -104,7 +104,12 @@ class Span:
 
 @dataclass(frozen=True)
 class Summary:
-    """Wall time, busy time (sum of span durations) and what follows from them."""
+    """Wall time, busy time (sum of span durations) and what follows from them.
+
+    ``overlap`` is busy / wall: how many spans were in flight on average. It is not a
+    speed-up: a speed-up divides a serial run's wall time by a concurrent run's wall time,
+    for the same work, both measured.
+    """
 
     spans: int
     wall: float
@@ -115,14 +120,19 @@ class Summary:
     cancelled: int
 
     @property
-    def speedup(self) -> float:
-        """busy / wall: how many spans' worth of waiting overlapped, on average."""
+    def overlap(self) -> float:
+        """busy / wall: how many spans were in flight on average (1.0 when nothing overlapped)."""
         return self.busy / self.wall if self.wall > 0 else 1.0
+
+    @property
+    def speedup(self) -> float:
+        """The old name of `overlap`, kept so older code runs: busy / wall is not a speed-up."""
+        return self.overlap
 
     def __str__(self) -> str:
         text = (
             f"{self.spans} spans, wall {self.wall:.2f} s, busy {self.busy:.2f} s, "
-            f"speed-up {self.speedup:.1f}x, peak concurrency {self.peak_concurrency}"
+            f"overlap {self.overlap:.1f}× (busy ÷ wall), peak concurrency {self.peak_concurrency}"
         )
         if self.errors or self.cancelled:
             text += f", {self.errors} failed, {self.cancelled} cancelled"
@@ -320,7 +330,7 @@ class Recorder:
             self._t0 = None
 
     def summary(self) -> Summary:
-        """Wall time, busy time, speed-up (busy / wall) and peak concurrency."""
+        """Wall time, busy time, overlap (busy / wall: spans in flight on average) and peak concurrency."""
         spans = self.spans
         if not spans:
             raise ValueError(

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import re
 import threading
 import time
+from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import pytest
@@ -15,8 +17,9 @@ from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tools import tool
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
+from nbval.plugin import get_sanitize_patterns
 
-from agency_lib import Recorder, simulated_search, simulated_search_blocking
+from agency_lib import Recorder, Summary, simulated_search, simulated_search_blocking
 from agency_lib.timing import active_recorder
 
 SLEEP = 0.1
@@ -39,17 +42,51 @@ def test_gathered_sleeps_give_one_span_each_and_all_overlap():
     assert max(s.start for s in spans) < min(s.end for s in spans)  # one moment when all five run
 
 
-def test_summary_of_gathered_sleeps_shows_peak_concurrency_and_speedup():
+def test_summary_of_gathered_sleeps_shows_peak_concurrency_and_overlap():
     rec = Recorder("gather")
     asyncio.run(_five_sleeps(rec))
     summary = rec.summary()
     assert summary.spans == 5
     assert summary.peak_concurrency == 5
-    assert 3 < summary.speedup <= 5 + 1e-9  # busy / wall: 5 overlapping waits ≈ 5x (never more)
-    assert "speed-up" in str(summary) and "peak concurrency 5" in str(summary)
+    assert 3 < summary.overlap <= 5 + 1e-9  # busy / wall: 5 overlapping waits ≈ 5 in flight (never more)
+    assert "overlap" in str(summary) and "peak concurrency 5" in str(summary)
 
 
-def test_sequential_sleeps_have_a_speedup_near_one():
+def test_summary_text_calls_busy_over_wall_overlap_not_speedup():
+    summary = Summary(spans=3, wall=0.30, busy=0.73, longest=0.30, peak_concurrency=3, errors=1, cancelled=0)
+    assert str(summary) == (
+        "3 spans, wall 0.30 s, busy 0.73 s, overlap 2.4× (busy ÷ wall), peak concurrency 3, 1 failed, 0 cancelled"
+    )
+    assert "speed" not in str(summary)
+    assert summary.speedup == summary.overlap == pytest.approx(0.73 / 0.30)  # the old name still works
+
+
+def sanitised(text: str) -> str:
+    """What nbval compares: the text after every rule of tests/nbval_sanitize.cfg, in order."""
+    rules = get_sanitize_patterns((Path(__file__).parent / "nbval_sanitize.cfg").read_text(encoding="utf-8"))
+    for pattern, replace in rules:
+        text = re.sub(pattern, replace, text)
+    return text
+
+
+def test_summary_text_is_stable_under_the_notebook_sanitiser():
+    one = Summary(spans=3, wall=0.30, busy=0.73, longest=0.30, peak_concurrency=3, errors=0, cancelled=0)
+    other = Summary(spans=3, wall=0.31, busy=0.74, longest=0.31, peak_concurrency=3, errors=0, cancelled=0)
+    assert sanitised(str(one)) == sanitised(str(other))
+    assert sanitised(str(one)) == "3 spans, wall T s, busy T s, overlap N× (busy ÷ wall), peak concurrency 3"
+
+
+def test_a_figure_repr_is_stable_under_the_notebook_sanitiser_whatever_its_size():
+    assert sanitised("<Figure size 720x278.4 with 2 Axes>") == sanitised("<Figure size 900x348 with 2 Axes>")
+    assert sanitised("<Figure size 900x348 with 2 Axes>") != sanitised("<Figure size 900x348 with 1 Axes>")
+
+
+def test_an_empty_wall_has_an_overlap_of_one():
+    summary = Summary(spans=1, wall=0.0, busy=0.0, longest=0.0, peak_concurrency=1, errors=0, cancelled=0)
+    assert summary.overlap == 1.0
+
+
+def test_sequential_sleeps_have_an_overlap_near_one():
     rec = Recorder("serial")
 
     async def main() -> None:
@@ -60,7 +97,7 @@ def test_sequential_sleeps_have_a_speedup_near_one():
     asyncio.run(main())
     summary = rec.summary()
     assert summary.peak_concurrency == 1
-    assert 0.8 < summary.speedup <= 1 + 1e-9
+    assert 0.8 < summary.overlap <= 1 + 1e-9
 
 
 def test_spans_start_at_zero_and_come_in_start_order():
