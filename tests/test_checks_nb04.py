@@ -275,3 +275,56 @@ def test_check_report_bad_queries_are_a_clear_error(bad):
 def test_check_report_bad_function_is_a_clear_error():
     with pytest.raises(TypeError, match="without parentheses"):
         run(nb04.check_report(None))
+
+
+# -- check_pool_prediction: "predict the thread pool's waves" -------------------------------
+def predict(value: object, **kwargs: Any) -> nb04.Feedback:
+    return run(nb04.check_pool_prediction(value, **kwargs))
+
+
+def test_the_right_prediction_passes_and_names_the_waves():
+    fb = predict(0.3)  # 10 calls on 4 threads: 3 waves of 0.1 s
+    assert fb, fb
+    assert "3 waves (4 + 4 + 2)" in fb.message
+
+
+@pytest.mark.parametrize(
+    ("guess", "says"),
+    [(0.02, "one call's time"), (0.2, "one call after another"), (0.05, "part of a round"), (0.12, "not it")],
+)
+def test_typical_wrong_predictions_get_their_own_explanation(guess, says):
+    fb = predict(guess, latency=0.02)  # the notebook's 10 calls on 4 threads, with 0.02 s calls: 0.06 s
+    assert not fb
+    assert says in fb.message
+    assert "measured" in fb.message
+
+
+@pytest.mark.parametrize("stub", [None, ..., "0.3", True, -1])
+def test_a_missing_or_non_numeric_prediction_asks_for_a_number(stub):
+    fb = predict(stub)
+    assert not fb
+    assert "predicted_wall" in fb.message
+
+
+def test_the_default_executor_is_put_back():
+    async def main() -> tuple[object, object]:
+        loop = asyncio.get_running_loop()
+        before = loop._default_executor
+        await nb04.check_pool_prediction(0.3, calls=2, workers=2, latency=0.05)
+        return before, loop._default_executor
+
+    before, after = run(main())
+    assert before is after
+
+
+def test_the_measurement_follows_the_pool_size():
+    # 4 calls on 1 thread take 4 rounds; the check accepts exactly that
+    assert predict(0.2, calls=4, workers=1, latency=0.05)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"), [({"calls": 0}, "calls"), ({"workers": 1.5}, "workers"), ({"latency": 2}, "latency")]
+)
+def test_check_pool_prediction_bad_arguments_are_clear_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        predict(0.3, **kwargs)

@@ -1,26 +1,42 @@
-"""Self-checks for notebook 04 (the event loop's enemies): a blocking researcher, a missing await.
+"""Self-checks for notebook 04 (the event loop's enemies): a blocking researcher, a missing await,
+and a prediction of the thread pool's waves.
 
-Both checks are async and need the local search service running:
+The first two are async and need the local search service running:
 
 * ``await nb04.check_unblocked(research_topic)`` runs ``research_topic(query)`` next to a
   heartbeat task and reports the longest time the event loop was stalled;
 * ``await nb04.check_report(research_report)`` runs ``research_report(queries)`` and looks
-  for coroutines (or unfinished futures) hidden in what it returns.
+  for coroutines (or unfinished futures) hidden in what it returns;
+* ``await nb04.check_pool_prediction(predicted_wall)`` runs ``POOL_CALLS`` blocking calls of
+  ``POOL_LATENCY`` s through ``asyncio.to_thread`` on a default pool of ``POOL_WORKERS`` threads,
+  measures the wall time and compares your prediction with it (no service needed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from numbers import Real
 from typing import Any
 
 from ..tools import SOURCES
 from . import Feedback, failed, passed
 
-__all__ = ["check_unblocked", "check_report", "longest_stall"]
+__all__ = [
+    "check_unblocked",
+    "check_report",
+    "check_pool_prediction",
+    "longest_stall",
+    "POOL_CALLS",
+    "POOL_WORKERS",
+    "POOL_LATENCY",
+]
 
 _TICK = 0.005  # the heartbeat's period, seconds
 
@@ -242,3 +258,75 @@ async def check_report(
                 )
     n = sum(len(report[q][s]) for q in queries for s in ("web", "kb"))
     return passed(f"{name} awaited every search: {n} findings for {len(queries)} queries, no coroutine left inside.")
+
+
+# -- check_pool_prediction: "predict the thread pool's waves" -----------------------------
+POOL_CALLS = 10  #: blocking calls started at once with asyncio.to_thread
+POOL_WORKERS = 4  #: threads in the loop's default pool during the measurement
+POOL_LATENCY = 0.1  #: seconds each call blocks its thread (time.sleep)
+
+
+@contextmanager
+def _default_pool(loop: asyncio.AbstractEventLoop, workers: int) -> Iterator[None]:
+    """The loop's default executor is a pool of `workers` threads for the block; then the previous one again."""
+    previous = loop._default_executor  # type: ignore[attr-defined]  # asyncio has no getter
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nb04-check")
+    loop.set_default_executor(pool)
+    try:
+        yield
+    finally:
+        loop._default_executor = previous  # type: ignore[attr-defined]
+        pool.shutdown(wait=False)  # idle workers exit on their own: the loop does not wait for them
+
+
+async def check_pool_prediction(
+    predicted: object, calls: int = POOL_CALLS, workers: int = POOL_WORKERS, latency: float = POOL_LATENCY
+) -> Feedback:
+    """Check a prediction of the wall time of ``calls`` x ``asyncio.to_thread(time.sleep, latency)``,
+    gathered, when the loop's default pool has ``workers`` threads. The check measures it too."""
+    for label, value, top in (("calls", calls, 64), ("workers", workers, 64)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+            raise ValueError(f"{label} must be an int between 1 and {top}, not {value!r}.")
+    if isinstance(latency, bool) or not isinstance(latency, Real) or not 0 < latency <= 1:
+        raise ValueError(f"latency must be seconds in (0, 1], not {latency!r}.")
+    if predicted is None or predicted is Ellipsis:
+        return failed(
+            f"predicted_wall is {predicted!r}: write your prediction, a number of seconds, before you run the check.",
+            "e.g. predicted_wall = 0.5",
+        )
+    if isinstance(predicted, bool) or not isinstance(predicted, Real) or predicted < 0:
+        return failed(
+            f"predicted_wall should be a number of seconds (≥ 0), not {type(predicted).__name__} {predicted!r}.",
+            "e.g. predicted_wall = 0.5",
+        )
+    p = float(predicted)
+    loop = asyncio.get_running_loop()
+    with _default_pool(loop, workers):
+        start = time.perf_counter()
+        await asyncio.gather(*(asyncio.to_thread(time.sleep, latency) for _ in range(calls)))
+        wall = time.perf_counter() - start
+    waves = math.ceil(calls / workers)
+    model = waves * latency
+    measured = f"measured: {wall:.2f} s"
+    tol = 0.3 * latency
+    if abs(p - model) <= tol:
+        sizes = [min(workers, calls - i * workers) for i in range(waves)]
+        return passed(
+            f"{p:g} s ({measured}): {calls} calls on {workers} threads run in {waves} waves "
+            f"({' + '.join(map(str, sizes))}), each as long as one call, {latency:g} s."
+        )
+    runs_at_once = f"the pool runs {min(workers, calls)} calls at once; the others wait in its queue for a free thread"
+    if waves > 1 and abs(p - latency) <= tol:
+        return failed(
+            f"{p:g} s is one call's time: true only for a pool of at least {calls} threads ({measured}).",
+            runs_at_once,
+            "how many rounds does the pool need?",
+        )
+    if abs(p - calls * latency) <= tol:
+        return failed(f"{p:g} s is one call after another ({measured}).", runs_at_once)
+    if calls % workers and abs(p - calls / workers * latency) <= tol:
+        return failed(
+            f"{p:g} s counts a part of a round ({measured}).",
+            f"the last round has only {calls % workers} calls in it, yet it lasts a whole call: round up.",
+        )
+    return failed(f"{p:g} s is not it ({measured}).", runs_at_once, "count the rounds, then multiply.")
