@@ -19,8 +19,8 @@ $(STAMP): requirements.txt pyproject.toml
 	mkdir -p $(VENV)/share/jupyter/lab/settings && cp binder/overrides.json $(VENV)/share/jupyter/lab/settings/
 	@touch $(STAMP)
 
-lab: $(STAMP)  ## set up, then open the course in JupyterLab
-	$(BIN)/python -m agency_lib doctor
+lab: $(STAMP)  ## set up, check (a [WARN] or [FAIL] is reported, never stops the lab), open the course in JupyterLab
+	@$(BIN)/python -m agency_lib doctor || echo "The lab opens anyway; notebook 00 shows the same check. Fix the [FAIL] lines above first."
 	$(BIN)/jupyter lab $(LAB_ARGS) notebooks/00_welcome.ipynb
 
 test: $(STAMP)  ## set up, then lint, unit tests and every notebook under nbval (strict)

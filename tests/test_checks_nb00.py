@@ -73,20 +73,45 @@ def record(*searches) -> Recorder:
     return rec
 
 
-def test_a_web_search_and_an_api_lookup_in_a_row_pass():
+def in_a_row() -> Recorder:
     rec = Recorder("my searches")
     rec.add("web: retries", 0.0, 0.25, group="web")
     rec.add("api: retries", 0.25, 0.55, group="api")
-    fb = nb00.check_recording(rec)
+    return rec
+
+
+def test_a_web_search_and_an_api_lookup_in_a_row_with_the_right_prediction_pass():
+    fb = nb00.check_recording(in_a_row(), 0.55)
     assert fb.ok, fb
-    assert "one after another" in fb.message and "api, web" in fb.message
+    assert "one after another" in fb.message and "api, web" in fb.message and "as you predicted" in fb.message
+
+
+@pytest.mark.parametrize("predicted", [None, ...])
+def test_a_right_recording_without_a_prediction_asks_for_one(predicted):
+    fb = nb00.check_recording(in_a_row(), predicted)
+    assert not fb.ok
+    assert "the recording is right" in fb.message and "before you run it" in fb.message
+
+
+@pytest.mark.parametrize(("predicted", "says"), [(0.3, "longest wait"), (2.0, "how long in all")])
+def test_a_wrong_prediction_gets_the_measured_wall_time_and_a_hint(predicted, says):
+    fb = nb00.check_recording(in_a_row(), predicted)
+    assert not fb.ok
+    assert "took 0.55 s" in fb.message
+    assert any(says in h for h in fb.hints)
+
+
+@pytest.mark.parametrize("predicted", ["0.5", True])
+def test_a_prediction_that_is_not_a_number(predicted):
+    fb = nb00.check_recording(in_a_row(), predicted)
+    assert not fb.ok and "number of seconds" in fb.message
 
 
 def test_overlapping_searches_pass_too():
     rec = Recorder("my searches")
     rec.add("web: retries", 0.0, 0.25, group="web")
     rec.add("api: retries", 0.0, 0.30, group="api")
-    fb = nb00.check_recording(rec)
+    fb = nb00.check_recording(rec, 0.3)
     assert fb.ok and "overlapped" in fb.message
 
 
@@ -101,7 +126,7 @@ def test_a_missing_source_is_named():
 def test_no_recorder_gets_the_recipe(rec, says):
     fb = nb00.check_recording(rec)
     assert not fb.ok and says in fb.message
-    assert any("with my_rec:" in h for h in fb.hints)
+    assert any("with" in h and "Recorder" in h for h in fb.hints)
 
 
 def test_an_empty_recorder_means_searches_outside_the_with_block():

@@ -188,3 +188,52 @@ def test_node_order_bad_arguments_raise_clear_errors():
         order_check(order_ok, app="agency")
     with pytest.raises(TypeError, match="inputs must be a dict"):
         asyncio.run(nb02.check_node_order(order_ok, AGENCY, inputs=["topic"]))
+
+
+# -- check_prediction: a chain of two gathering nodes, simulated waits (no service) --------------
+def two_gathering_nodes():
+    from agency_lib import simulated_search
+
+    async def first(state: AgencyState) -> dict[str, Any]:
+        found = await asyncio.gather(*(simulated_search("web", q, delay=0.1) for q in state["queries"]))
+        return {"findings": [f for batch in found for f in batch]}
+
+    async def second(state: AgencyState) -> dict[str, Any]:
+        found = await asyncio.gather(*(simulated_search("kb", q, delay=0.08) for q in state["queries"]))
+        return {"findings": [f for batch in found for f in batch]}
+
+    g = StateGraph(AgencyState)
+    g.add_node("first", first)
+    g.add_node("second", second)
+    g.add_edge(START, "first")
+    g.add_edge("first", "second")
+    g.add_edge("second", END)
+    return g.compile()
+
+
+INPUTS = {"queries": ["a", "b", "c"]}
+
+
+@pytest.mark.parametrize(
+    ("predicted", "ok", "says"),
+    [
+        (0.18, True, "one after the other"),  # 0.1 + 0.08: the nodes add up, the calls inside overlap
+        (0.1, False, "longest call alone"),
+        (0.54, False, "sum of all 6 calls"),
+        (3.0, False, "measured"),
+        (None, False, "write it first"),
+        ("0.2", False, "number of seconds"),
+    ],
+)
+def test_the_prediction_is_compared_with_a_measurement(predicted, ok, says):
+    fb = asyncio.run(nb02.check_prediction(predicted, two_gathering_nodes(), INPUTS))
+    assert fb.ok is ok, fb
+    assert says in fb.message
+    assert ok or fb.hints
+
+
+def test_the_prediction_check_wants_a_graph_and_inputs():
+    with pytest.raises(TypeError, match="compiled graph"):
+        asyncio.run(nb02.check_prediction(0.2, "agency", INPUTS))
+    with pytest.raises(TypeError, match="input dict"):
+        asyncio.run(nb02.check_prediction(0.2, two_gathering_nodes(), ["a"]))

@@ -1,5 +1,5 @@
-"""The command line: `python -m agency_lib doctor` checks the set-up, `demo` draws serial vs
-concurrent research to a PNG, and bad arguments exit with code 2 and a message."""
+"""The command line: `python -m agency_lib doctor` checks the set-up (its levels: tests/test_doctor.py),
+`demo` draws serial vs concurrent research to a PNG, and bad arguments exit with code 2 and a message."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_doctor_exits_0_and_prints_one_ok_line_per_check(tmp_path):
     lines = done.stdout.splitlines()
     checks = [ln for ln in lines if ln.startswith("[")]
     assert checks and all(ln.startswith("[OK] ") for ln in checks)
-    assert "[OK] langgraph 1.2.24" in lines
+    assert "[OK] langgraph 1.2.24 (tested: >=1.2.24,<1.3)" in lines  # the range of requirements.in
     assert "[OK] the local search service answers on 127.0.0.1" in lines
     assert lines[-1] == "All good: the course is ready to run."
 

@@ -1,8 +1,10 @@
-"""Self-checks for notebook 00 (welcome): a first knowledge-base search, and a first recording of your own."""
+"""Self-checks for notebook 00 (welcome): a first knowledge-base search, and a first recording of your own
+(with a prediction of its wall time, made before the measurement)."""
 
 from __future__ import annotations
 
 import inspect
+from numbers import Real
 
 from ..timing import Recorder
 from ..tools import kb_search
@@ -32,7 +34,7 @@ async def check_hits(query: str, n_hits: object) -> Feedback:
     if n_hits is None or n_hits is Ellipsis:
         return failed(
             f"n_hits is {n_hits!r}: the exercise is not done yet.",
-            "findings = await kb_search(query, limit=10), then n_hits = len(findings)",
+            "await the knowledge-base search (with limit=10), then count the findings it gives back",
         )
     if isinstance(n_hits, list):
         return failed(
@@ -59,16 +61,16 @@ async def check_hits(query: str, n_hits: object) -> Feedback:
 
 
 _RECORD_HINT = (
-    'my_rec = Recorder("my searches"), then, indented under `with my_rec:`, '
-    "await web_search(my_query) and then await api_lookup(my_query)"
+    "make a Recorder of your own, and await both searches indented under `with` it (see 'A first Gantt chart')"
 )
 
 
-def check_recording(rec: object) -> Feedback:
-    """Check that `rec` is a `Recorder` holding a web search and an API lookup.
+def check_recording(rec: object, predicted: object = None) -> Feedback:
+    """Check that `rec` is a `Recorder` holding a web search and an API lookup, and the wall time `predicted`.
 
-    Use it as ``nb00.check_recording(my_rec)``. It reads the recording: which sources
-    were searched, the wall time, and whether the waits added up (one after another).
+    Use it as ``nb00.check_recording(my_rec, my_prediction)``. It reads the recording: which
+    sources were searched, the wall time, and whether the waits added up (one after another);
+    then it compares your prediction (seconds, made before you ran it) with the measured wall time.
     """
     if rec is None or rec is Ellipsis:
         return failed(f"my_rec is {rec!r}: the exercise is not done yet.", _RECORD_HINT)
@@ -87,12 +89,33 @@ def check_recording(rec: object) -> Feedback:
             "record both: await web_search(my_query) and await api_lookup(my_query), inside `with my_rec:`",
         )
     summary = rec.summary()
+    if predicted is None or predicted is Ellipsis:
+        return failed(
+            f"the recording is right ({summary.spans} searches: {', '.join(groups)}), but my_prediction is "
+            f"{predicted!r}: write down how long you expect it to take, in seconds, before you run it again.",
+            "the service's delays: web search 0.25 s, external API 0.3 s",
+        )
+    if isinstance(predicted, bool) or not isinstance(predicted, Real):
+        return failed(
+            f"my_prediction should be a number of seconds, not {type(predicted).__name__} {predicted!r}.",
+            "e.g. my_prediction = 0.4",
+        )
+    p, wall = float(predicted), summary.wall
     if summary.peak_concurrency > 1:
         return passed(
-            f"{summary.spans} searches recorded ({', '.join(groups)}), and they overlapped: wall {summary.wall:.2f} s "
-            f"for {summary.busy:.2f} s of waiting. That is notebook 01's lesson already."
+            f"{summary.spans} searches recorded ({', '.join(groups)}), and they overlapped: wall {wall:.2f} s "
+            f"for {summary.busy:.2f} s of waiting (you predicted {p:g} s). That is notebook 01's lesson already."
+        )
+    if abs(p - wall) > max(0.08, 0.2 * wall):
+        hint = (
+            "that is about the longest wait alone: these searches ran one after another, so their waits add up"
+            if abs(p - summary.longest) <= 0.08
+            else "the waits: web 0.25 s and API 0.3 s; one after another, how long in all?"
+        )
+        return failed(
+            f"you predicted {p:g} s, but the {summary.spans} searches took {wall:.2f} s, one after another.", hint
         )
     return passed(
-        f"{summary.spans} searches recorded ({', '.join(groups)}), one after another: wall {summary.wall:.2f} s, "
-        f"the sum of the waits ({summary.busy:.2f} s). Your chart is a staircase, like the one above."
+        f"{summary.spans} searches recorded ({', '.join(groups)}), one after another: wall {wall:.2f} s, the sum "
+        f"of the waits ({summary.busy:.2f} s), as you predicted ({p:g} s). Your chart is a staircase, like the one above."
     )

@@ -132,8 +132,8 @@ async def check_research_concurrently(fn: Callable[[list[str]], Any], queries: S
             _GATHER_HINT,
         )
     return passed(
-        f"{len(pairs)} results in input order; the {len(rec)} searches took {wall:.2f} s for {busy:.2f} s "
-        f"of waiting: {busy / wall:.1f}x faster than one after another (peak {summary.peak_concurrency} at once)."
+        f"{len(pairs)} results in input order, and the searches overlapped: {busy:.2f} s of waiting in "
+        f"{wall:.2f} s, about the longest search ({longest:.2f} s); peak {summary.peak_concurrency} at once."
     )
 
 
@@ -153,7 +153,10 @@ async def check_prediction(predicted: object, delays: Sequence[float] = DELAYS) 
     """
     waits = _check_delays(delays)
     if predicted is None or predicted is Ellipsis:
-        return failed(f"predicted is {predicted!r}: write your prediction as a number of seconds.", "e.g. 0.5")
+        return failed(
+            f"predicted is {predicted!r}: write your prediction first, as a number of seconds (e.g. predicted = 0.5).",
+            "decide before you measure: that is the exercise",
+        )
     if isinstance(predicted, bool) or not isinstance(predicted, Real):
         return failed(
             f"predicted should be a number of seconds, not {type(predicted).__name__} {predicted!r}.",
@@ -169,7 +172,7 @@ async def check_prediction(predicted: object, delays: Sequence[float] = DELAYS) 
     if abs(p - longest) <= tol:
         return passed(
             f"{p:g} s: gather waits as long as the longest wait, max = {longest:g} s ({measured}). "
-            f"A loop of awaits would take the sum, Σ = {total:g} s: a speed-up of Σ/max = {total / longest:.2f}."
+            f"A loop of awaits would take the sum, Σ = {total:g} s: Σ / max predicts a speed-up of {total / longest:.2f}."
         )
     overlap = "gather starts every wait at once, so they overlap: the slowest one decides when all are done"
     if abs(p - total) <= tol:

@@ -1,8 +1,9 @@
-"""Self-checks for notebook 02 (async nodes): the Editor exercise and the streaming exercise.
+"""Self-checks for notebook 02 (async nodes): the Editor exercise, the streaming exercise and a prediction.
 
-Both checks are async, because they run the learner's graph the way it must be run:
-``await nb02.check_editor(build_agency_with_editor, run_agency)`` and
-``await nb02.check_node_order(node_order, agency)``.
+The checks are async, because they run the learner's graph the way it must be run:
+``await nb02.check_editor(build_agency_with_editor, run_agency)``,
+``await nb02.check_node_order(node_order, agency)`` and
+``await nb02.check_prediction(predicted_wall, app, inputs)``.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ import asyncio
 import inspect
 import operator
 from collections.abc import Callable
+from numbers import Real
 from typing import Annotated, Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.pregel import Pregel
 
+from ..timing import Recorder
 from . import Feedback, failed, passed
 
-__all__ = ["check_editor", "check_node_order"]
+__all__ = ["check_editor", "check_node_order", "check_prediction"]
 
 _SYNC_INVOKE = "No synchronous function provided"
 
@@ -229,3 +232,58 @@ async def check_node_order(fn: Callable[..., Any], app: Pregel, inputs: dict[str
         if problem is not None:
             return problem
     return passed(f"node_order collects the updates in order: {' → '.join(yours)}.")
+
+
+async def check_prediction(predicted: object, app: Pregel, inputs: dict[str, Any]) -> Feedback:
+    """Run ``await app.ainvoke(inputs)`` with a recorder, and compare the measured wall time with `predicted`.
+
+    Accepted within 20 % (at least 0.06 s) of the measurement. The feedback names the other
+    answers a prediction can be close to: the longest call alone (everything at once), or the
+    sum of all the calls (nothing at once).
+    """
+    if not isinstance(app, Pregel):
+        raise TypeError(f"the second argument must be a compiled graph, not {type(app).__name__}.")
+    if not isinstance(inputs, dict):
+        raise TypeError(f"inputs must be the graph's input dict, not {type(inputs).__name__}.")
+    if predicted is None or predicted is Ellipsis:
+        return failed(
+            f"your prediction is {predicted!r}: write it first, as a number of seconds, then run the check.",
+            "decide before you measure: that is the exercise",
+        )
+    if isinstance(predicted, bool) or not isinstance(predicted, Real):
+        return failed(
+            f"the prediction should be a number of seconds, not {type(predicted).__name__} {predicted!r}.",
+            "e.g. 0.5",
+        )
+    rec = Recorder("check")
+    with rec:
+        await app.ainvoke(inputs, config={"callbacks": [rec.callback()]})
+    spans = rec.spans
+    nodes = [s for s in spans if s.group in app.nodes]
+    calls = [s for s in spans if s.group not in app.nodes]
+    if not nodes or not calls:
+        raise ValueError("the graph made no recorded tool calls: pass a graph whose nodes call the course's tools.")
+    p, wall = float(predicted), rec.summary().wall
+    steps = " then ".join(f"{s.name} {s.duration:.2f} s" for s in sorted(nodes, key=lambda s: s.start))
+    measured = f"measured: {wall:.2f} s ({steps})"
+    longest, total = max(c.duration for c in calls), sum(c.duration for c in calls)
+    tol = max(0.06, 0.2 * wall)
+    if abs(p - wall) <= tol:
+        return passed(
+            f"you predicted {p:g} s; {measured}. Nodes in a chain run one after the other; inside each, "
+            "gather overlaps the calls, so each node takes about as long as its slowest call."
+        )
+    if abs(p - longest) <= 0.05:
+        return failed(
+            f"you predicted {p:g} s, about the longest call alone ({longest:.2f} s); {measured}.",
+            "the nodes are in separate steps: the second starts only when the first has ended",
+        )
+    if abs(p - total) <= max(0.1, 0.2 * total):
+        return failed(
+            f"you predicted {p:g} s, about the sum of all {len(calls)} calls ({total:.2f} s); {measured}.",
+            "inside each node, gather runs its calls at the same time",
+        )
+    return failed(
+        f"you predicted {p:g} s; {measured}.",
+        "each node takes about as long as its slowest call; nodes in a chain add up",
+    )
