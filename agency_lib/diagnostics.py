@@ -144,7 +144,7 @@ class SlowStep:
     seconds: float
     task: str | None  # the task's name, or None when the step was a plain callback
     coroutines: tuple[str, ...]  # the task's coroutines after the step, outermost first (or the callback)
-    where: str  # where the task waits now (its next await), or the callback's definition
+    where: str  # where the task waits now (its next await); for a finished task or a callback, its definition
     finished: bool = False  # the task returned (or raised) in that very step
 
     def __str__(self) -> str:
@@ -152,7 +152,7 @@ class SlowStep:
         if self.task is None:
             return f"{self.seconds:.2f} s  callback {what} ({self.where})"
         if self.finished:
-            return f"{self.seconds:.2f} s  task {self.task!r}: {what}, finished in that step"
+            return f"{self.seconds:.2f} s  task {self.task!r}: {what} (defined at {self.where}), finished in that step"
         return f"{self.seconds:.2f} s  task {self.task!r}: {what}, next await at {self.where}"
 
 
@@ -176,13 +176,15 @@ def _slow_step(record: logging.LogRecord, loop: asyncio.AbstractEventLoop) -> Sl
             if chain:
                 return SlowStep(seconds, task.get_name(), chain, where)
         coro = task.get_coro()
-        return SlowStep(seconds, task.get_name(), (getattr(coro, "__qualname__", "?"),), "", finished=task.done())
+        code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
+        defined = f"{_short_path(code.co_filename)}:{code.co_firstlineno}" if code else ""
+        return SlowStep(seconds, task.get_name(), (getattr(coro, "__qualname__", "?"),), defined, task.done())
     # No task object at hand: read what the record says.
     name, coro_match = _TASK_NAME.search(text), _CORO.search(text)
     if text.startswith("<Task") and name and coro_match:
         finished = coro_match.group(2) != "running at"
         where = f"{_short_path(coro_match.group(3))}:{coro_match.group(4)}"
-        return SlowStep(seconds, name.group(1), (coro_match.group(1),), "" if finished else where, finished)
+        return SlowStep(seconds, name.group(1), (coro_match.group(1),), where, finished)
     handle_match = _HANDLE.search(text)
     if handle_match:
         where = f"{_short_path(handle_match.group(2))}:{handle_match.group(3)}"
@@ -285,9 +287,10 @@ class report_slow_callbacks:  # noqa: N801 - used like a function: `with report_
         return False
 
     def summary(self) -> str:
-        """What the block's debug mode saw, one line per slow step."""
+        """What the block's debug mode saw: one line per slow step, sorted by task name (``.steps`` keeps the order)."""
         if not self.steps:
             return f"debug mode: no step held the loop for {self.threshold:g} s or more"
         n = len(self.steps)
         lines = [f"debug mode: {n} step{'s' if n > 1 else ''} held the loop for {self.threshold:g} s or more"]
-        return "\n".join(lines + [f"  {step}" for step in self.steps])
+        ordered = sorted(self.steps, key=lambda s: (s.task or "", s.coroutines, s.where))
+        return "\n".join(lines + [f"  {step}" for step in ordered])

@@ -117,7 +117,9 @@ def test_report_slow_callbacks_reports_a_task_that_finished_in_its_slow_step_and
 
     report = asyncio.run(main())
     by_task = {s.task: s for s in report.steps}
-    assert by_task["one-step"].finished and "finished in that step" in str(by_task["one-step"])
+    defined = f"test_diagnostics.py:{blocks_then_returns.__code__.co_firstlineno}"
+    assert by_task["one-step"].finished and by_task["one-step"].where == defined
+    assert f"(defined at {defined}), finished in that step" in str(by_task["one-step"])
     assert by_task[None].coroutines == ("_hold_the_loop()",) and "callback _hold_the_loop()" in str(by_task[None])
 
 

@@ -20,7 +20,7 @@ from .nb04 import _short, longest_stall
 
 __all__ = ["check_stuck", "check_blocking_helper", "pending_tasks"]
 
-HANG_AFTER = 1.0  # seconds: a pipeline not done by then counts as hung (the notebook's runs take tenths)
+HANG_AFTER = 0.6  # seconds: a pipeline not done by then counts as hung (the notebook's searches take 0.1-0.2 s)
 
 # Frames a task is in when it only waits for other tasks: it is a victim of the hang, not its cause.
 _WAITS_FOR_TASKS = ("TaskGroup.__aexit__", "gather", "wait", "wait_for", "shield", "as_completed")
@@ -95,8 +95,9 @@ async def check_stuck(pipeline: Callable[[], Any], stuck_task: Any, waits_in: An
         )
     for value, what in ((stuck_task, "stuck_task"), (waits_in, "waits_in")):
         if not isinstance(value, str) or not value.strip() or value.strip() == "...":
+            shown = "still ..." if value is ... or value == "..." else repr(value)
             return failed(
-                f"{what} is {value!r}: write your answer there as a string, then run the check again.",
+                f"{what} is {shown}: write your answer there as a string, then run the check again.",
                 "run the pipeline as a task under a timeout, then print the name and await chain of "
                 "every task still pending (asyncio.all_tasks(), await_chain(task)).",
             )
@@ -138,10 +139,11 @@ async def check_stuck(pipeline: Callable[[], Any], stuck_task: Any, waits_in: An
         )
     victims = sum(v for _, _, v in found)
     stuck = len(found) - victims
+    others = f"{victims} other pending task{' only waits' if victims == 1 else 's only wait'}"
     return passed(
         f"task {name!r} is stuck in {innermost}, waiting for something no task will ever provide; "
-        f"the other {victims} pending task{'s' if victims != 1 else ''} (the pipeline's own included) only wait "
-        f"for other tasks." + (f" {stuck} tasks are stuck like it." if stuck > 1 else "")
+        f"the {others} for other tasks (the pipeline's own task included)."
+        + (f" {stuck} tasks are stuck like it." if stuck > 1 else "")
     )
 
 
