@@ -178,3 +178,82 @@ def test_report_state_missing_key() -> None:
 def test_report_state_rejects_an_instance() -> None:
     with pytest.raises(TypeError, match="state class itself"):
         asyncio.run(nb03.check_report_state({"findings": []}))  # type: ignore[arg-type]
+
+
+# -- check_writer_runs -------------------------------------------------------------------
+class Steps(TypedDict, total=False):
+    topic: str
+
+
+async def _quick(state: dict[str, Any]) -> dict[str, Any]:
+    await asyncio.sleep(0)
+    return {}
+
+
+def lengths_graph(join: bool = False) -> Any:
+    """kb alone, web → web_rank, api → api_details → api_rank; plain edges (or one join) into the writer."""
+    from langgraph.graph import END, START, StateGraph
+
+    g = StateGraph(Steps)
+    for name in ("planner", "web", "kb", "api", "web_rank", "api_details", "api_rank", "writer"):
+        g.add_node(name, _quick)
+    g.add_edge(START, "planner")
+    for source in SOURCES:
+        g.add_edge("planner", source)
+    g.add_edge("web", "web_rank")
+    g.add_edge("api", "api_details")
+    g.add_edge("api_details", "api_rank")
+    if join:
+        g.add_edge(["kb", "web_rank", "api_rank"], "writer")
+    else:
+        for end in ("kb", "web_rank", "api_rank"):
+            g.add_edge(end, "writer")
+    g.add_edge("writer", END)
+    return g.compile()
+
+
+def test_writer_runs_no_prediction_runs_nothing_and_gives_nothing_away() -> None:
+    fb = asyncio.run(nb03.check_writer_runs(None, object()))  # not even a graph: nothing runs
+    assert not fb and "no prediction yet" in fb.message
+    assert "super-step" not in str(fb)
+
+
+@pytest.mark.parametrize("bad", ["3", 2.5, True])
+def test_writer_runs_prediction_must_be_a_whole_number(bad: Any) -> None:
+    fb = asyncio.run(nb03.check_writer_runs(bad, lengths_graph()))
+    assert not fb and "not a whole number" in fb.message
+
+
+def test_writer_runs_right_prediction_names_the_steps() -> None:
+    fb = asyncio.run(nb03.check_writer_runs(3, lengths_graph()))
+    assert fb.ok, str(fb)
+    assert "3 times, in super-steps 3, 4 and 5" in fb.message
+    assert "kb ran in super-step 2; web_rank ran in super-step 3; api_rank ran in super-step 4" in fb.message
+
+
+def test_writer_runs_wrong_prediction_says_what_ran() -> None:
+    fb = asyncio.run(nb03.check_writer_runs(1, lengths_graph()))
+    assert not fb and "you predicted 1; the Writer ran 3 times" in fb.message
+    assert "hint:" in str(fb) and "plain edge" in str(fb)
+
+
+def test_writer_runs_with_a_join_runs_once() -> None:
+    fb = asyncio.run(nb03.check_writer_runs(1, lengths_graph(join=True)))
+    assert fb.ok and "1 time, in super-step 5" in fb.message
+    assert "a join waits for all of kb, web_rank, api_rank" in fb.message, fb.message
+
+
+def test_writer_runs_rejects_what_is_not_a_graph() -> None:
+    with pytest.raises(TypeError, match="compiled graph"):
+        asyncio.run(nb03.check_writer_runs(1, lambda state: state))
+
+
+def test_writer_runs_needs_a_writer_node() -> None:
+    from langgraph.graph import END, START, StateGraph
+
+    g = StateGraph(Steps)
+    g.add_node("only", _quick)
+    g.add_edge(START, "only")
+    g.add_edge("only", END)
+    with pytest.raises(ValueError, match="no node named 'writer'"):
+        asyncio.run(nb03.check_writer_runs(1, g.compile()))

@@ -1,5 +1,7 @@
-"""Self-checks for notebook 03 (parallel graphs): a `Send` fan-out and the reducers a step needs.
+"""Self-checks for notebook 03 (parallel graphs): the super-steps, a `Send` fan-out and the reducers a step needs.
 
+* `await check_writer_runs(prediction, app)`: runs the learner's graph and compares how
+  many times its ``writer`` node ran with the learner's prediction, step by step.
 * `check_fanout(fn)`: calls the learner's routing function on sample states (queries
   in ``state["queries"]``, sources in ``state["sources"]``) and says what is wrong with
   the `Send` list (count, node name, payload keys, missing pairs).
@@ -18,7 +20,7 @@ from typing import Any
 
 from . import Feedback, failed, passed
 
-__all__ = ["check_fanout", "check_report_state", "SAMPLE_STATES", "FANOUT_NODE"]
+__all__ = ["check_writer_runs", "check_fanout", "check_report_state", "SAMPLE_STATES", "FANOUT_NODE"]
 
 _SOURCES = ("web", "kb", "api")
 #: The states the fan-out check calls the function with, and the node every Send must go to.
@@ -31,6 +33,61 @@ FANOUT_NODE = "search_one"
 
 def _plural(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
+
+
+def _steps(numbers: list[int]) -> str:
+    """[3, 4, 5] -> 'super-steps 3, 4 and 5'."""
+    words = [str(n) for n in numbers]
+    listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return ("super-step " if len(words) == 1 else "super-steps ") + listed
+
+
+async def check_writer_runs(prediction: Any, app: Any, inputs: dict[str, Any] | None = None) -> Feedback:
+    """Run ``app`` (a compiled graph with a ``writer`` node) and compare its Writer runs with ``prediction``.
+
+    The prediction is checked before anything runs, so a missing one gives away nothing.
+    """
+    if prediction is None:
+        return failed(
+            "no prediction yet: my_prediction is None.",
+            "write how many times you think the Writer runs (a whole number) in my_prediction, "
+            "then run this cell again: it runs the graph and compares.",
+        )
+    if isinstance(prediction, bool) or not isinstance(prediction, int):
+        return failed(
+            f"my_prediction is {type(prediction).__name__} {prediction!r:.40}, not a whole number.",
+            "a count of runs: my_prediction = 1, 2, 3, …",
+        )
+    if not (hasattr(app, "astream") and hasattr(app, "nodes")):
+        raise TypeError(f"check_writer_runs expects the compiled graph (graph.compile()), not {app!r:.60}.")
+    if "writer" not in app.nodes:
+        raise ValueError(f"the graph has no node named 'writer' (its nodes: {sorted(app.nodes)}).")
+    ran: dict[str, list[int]] = {}  # node -> the super-steps it ran in
+    async for event in app.astream(inputs or {"topic": "async python"}, stream_mode="debug"):
+        if event["type"] == "task":
+            ran.setdefault(event["payload"]["name"], []).append(event["step"])
+    writer_steps = ran.get("writer", [])
+    n = len(writer_steps)
+    builder = getattr(app, "builder", None)
+    before = sorted({a for a, b in getattr(builder, "edges", ()) if b == "writer" and a in ran})
+    joins = [list(starts) for starts, end in getattr(builder, "waiting_edges", ()) if end == "writer"]
+    why = [f"{node} ran in {_steps(ran[node])}" for node in sorted(before, key=lambda x: ran[x])]
+    why += [f"a join waits for all of {', '.join(starts)}" for starts in joins]
+    where = "; ".join(why) or "nothing leads into it"
+    runs = _plural(n, "time", "times")
+    if prediction == n:
+        rule = (
+            "once in the step after each step in which one of its plain-edge predecessors ran"
+            if before and not joins
+            else "in the step after its predecessors ran"
+        )
+        return passed(f"the Writer ran {runs}, in {_steps(writer_steps)}: {rule} ({where}).")
+    return failed(
+        f"you predicted {prediction}; the Writer ran {runs}, in {_steps(writer_steps)}.",
+        f"a plain edge a → writer starts the Writer in the step after a ran ({where}); "
+        "a super-step runs every node triggered by the one before, so each branch end that "
+        "lands in a different step triggers the Writer again.",
+    )
 
 
 def _inspect_sends(result: Any, queries: list[str], sources: list[str]) -> Feedback | None:
