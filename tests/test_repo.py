@@ -210,3 +210,22 @@ def test_the_public_name_is_not_spelt_another_way():
         for m in pattern.finditer(text)
     ]
     assert not problems, "\n".join(problems)
+
+
+def test_every_relative_link_in_readme_and_docs_points_to_a_file_that_exists():
+    """README.md and docs/ (markdown and the printable card) link only to files, and headings, that exist."""
+    problems = []
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "docs").glob("*.html"))]
+    for page in pages:
+        text = re.sub(r"```.*?```|`[^`\n]*`", "", page.read_text(), flags=re.S)  # code shows examples, not links
+        for m in LINK.finditer(text):
+            target = m.group(1) or m.group(2)
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target):
+                continue  # web links
+            file_part, _, anchor = target.partition("#")
+            linked = (page.parent / file_part).resolve() if file_part else page
+            if not linked.exists():
+                problems.append(f"{_name(page)}: {target} (no such file)")
+            elif anchor and linked.suffix == ".md" and anchor not in _github_anchors(linked.read_text()):
+                problems.append(f"{_name(page)}: {target} (no heading #{anchor} in {linked.name})")
+    assert not problems, "\n".join(problems)
