@@ -10,7 +10,7 @@ What it does, for every notebook (all of notebooks/ by default):
   model (the page's HTML is never patched: that breaks the kernel WebSocket in recent Chromium);
 - opens the notebook in headless Chromium (the system's: Debian's `chromium` package; no browser
   build is ever downloaded), clicks *Run → Run All Cells*, and waits for the kernel to be idle;
-- fails on an error output in a cell not tagged `raises-exception` (JupyterLab stops Run All at
+- fails on an error output in a cell not tagged `raises-exception` (the kernel then aborts the cells queued after
   it), a code cell that did not run, a missing figure where the stored notebook has one, or a
   JavaScript error in the page;
 - saves a screenshot per notebook in build/browser/ (gitignored).
@@ -167,8 +167,9 @@ JS_CURRENT_READY = """() => {
 JS_STATE = """() => {
   const w = window.jupyterapp.shell.currentWidget;
   const kernel = w.sessionContext.session && w.sessionContext.session.kernel;
-  const busy = w.content.widgets.some(c => c.model.type === 'code' && c.promptNode
-                                       && c.promptNode.textContent.includes('*'));
+  // a cell queued or running: its model says so (drawn or not), and its prompt shows [*]
+  const busy = w.content.widgets.some(c => c.model.type === 'code' && (c.model.executionState === 'running'
+                                       || (c.promptNode && c.promptNode.textContent.includes('*'))));
   return {status: kernel ? kernel.status : 'none', busy: busy};
 }"""
 JS_NOTEBOOK = "() => window.jupyterapp.shell.currentWidget.context.model.toJSON()"
@@ -208,7 +209,9 @@ def compare(stored: dict, ran: dict) -> list[tuple[int, str]]:
     return problems
 
 
-def run_notebook(browser, base: str, token: str, rel: str, stored: dict, shot: Path) -> tuple[list[str], float]:
+def run_notebook(
+    browser, base: str, token: str, rel: str, stored: dict, shot: Path
+) -> tuple[list[str], tuple[float, float]]:
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     js_errors: list[str] = []
     page_errors: list[str] = []
@@ -238,7 +241,7 @@ def run_notebook(browser, base: str, token: str, rel: str, stored: dict, shot: P
                 js_errors.append(f"Run All did not finish within {NOTEBOOK_TIMEOUT} s (kernel {state['status']})")
                 break
             time.sleep(0.2)
-        elapsed = time.monotonic() - t0
+        elapsed = (started - t0, time.monotonic() - started)  # (opening the page and kernel, Run All)
         ran = page.evaluate(JS_NOTEBOOK)
         problems = compare(stored, ran)
         page_errors = list(js_errors)  # those of the run, not of the scrolling below
@@ -293,11 +296,16 @@ def main(argv: list[str] | None = None) -> int:
                                     browser, f"http://127.0.0.1:{port}", token, f"notebooks/{path.name}", stored, shot
                                 )
                             except Exception as e:  # a timeout of Playwright's, a page that did not load
-                                problems, elapsed = [f"{type(e).__name__}: {str(e).splitlines()[0]}"], float("nan")
+                                problems = [f"{type(e).__name__}: {str(e).splitlines()[0]}"]
+                                elapsed = (float("nan"), float("nan"))
                             finally:
                                 shut_down_kernels(port, token)
                             status = "ok  " if not problems else "FAIL"
-                            print(f"{status} {path.name}: {elapsed:5.1f} s  (screenshot: {shot.relative_to(REPO)})")
+                            opened, ran_for = elapsed
+                            print(
+                                f"{status} {path.name}: {opened + ran_for:5.1f} s (open {opened:4.1f} s, "
+                                f"Run All {ran_for:4.1f} s)  screenshot: {shot.relative_to(REPO)}"
+                            )
                             for p in problems:
                                 print(f"       {p}")
                             failures += bool(problems)
