@@ -175,7 +175,7 @@ JS_STATE = """() => {
 JS_NOTEBOOK = "() => window.jupyterapp.shell.currentWidget.context.model.toJSON()"
 JS_SCROLL_TO = """async (index) => {
   const nb = window.jupyterapp.shell.currentWidget.content;
-  await nb.scrollToItem(index, 'center');
+  await nb.scrollToItem(index, 'start');
 }"""
 
 
@@ -251,6 +251,9 @@ def run_notebook(
         ]
         focus = problems[0][0] if problems else (figures[-1] if figures else len(ran["cells"]) - 1)
         page.evaluate(JS_SCROLL_TO, focus)
+        if not problems and figures:
+            figure = page.locator(".jp-OutputArea-output img").last  # the whole figure, not only its top
+            figure.scroll_into_view_if_needed(timeout=5_000)
         page.wait_for_timeout(400)
         page.screenshot(path=str(shot))
     finally:
