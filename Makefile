@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Jupyter refuses to run as root unless told; containers and CI often are root.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: lab test test-twice lint format notebooks lock doctor demo clean
+.PHONY: lab test test-twice test-browser lint format notebooks lock doctor demo clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed: install it, or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -30,6 +30,10 @@ test: $(STAMP)  ## set up, then lint, unit tests and every notebook under nbval 
 
 test-twice: $(STAMP)  ## every notebook Run All twice in one kernel: re-running must give the stored outputs
 	$(BIN)/python .ci/run_twice.py
+
+test-browser: $(STAMP)  ## every notebook Run All in JupyterLab in headless Chromium (the system's; says what to install)
+	$(BIN)/python -m pip install --quiet -r requirements-browser.txt
+	$(BIN)/python .ci/browser_test.py
 
 format: $(STAMP)  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix agency_lib tests notebooks .ci

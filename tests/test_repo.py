@@ -138,3 +138,94 @@ def test_every_notebook_link_points_to_a_file_that_exists():
                 elif anchor and linked.suffix == ".md" and anchor not in _github_anchors(linked.read_text()):
                     problems.append(f"{_name(path)} cell {i}: {target} (no heading #{anchor} in {linked.name})")
     assert not problems, "\n".join(problems)
+
+
+# -- launch links -----------------------------------------------------------------------------------
+# The repository's public name, defined here and only here. Every Binder and nbgitpuller link in
+# README.md, docs/ and the notebooks must use it. Teaching from a fork: change it here, rewrite the
+# links (docs/instructor-guide.md, "Teaching from a fork", has the one-line sed), then `make test`.
+PUBLIC_REPO = "async-agency/async-agency"
+BINDER = re.compile(r"https://mybinder\.org/v2/gh/([^/\s]+/[^/\s]+)/([^?\s)`>\"]+)(\?[^\s)`>\"]*)?")
+GIT_PULL = re.compile(r"https?://[^\s)`>\"]*/git-pull\?[^\s)`>\"]+")
+
+
+def _link_sources() -> dict[str, str]:
+    sources = {_name(p): p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]}
+    for path in NOTEBOOKS:
+        sources[_name(path)] = "\n".join(c.source for c in _read(path).cells if c.cell_type == "markdown")
+    return sources
+
+
+def _launch_links() -> list[tuple[str, str, str, str]]:
+    """(file, link, repository named, notebook path opened or '') for every launch link."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    links = []
+    for name, text in _link_sources().items():
+        for m in BINDER.finditer(text):
+            urlpath = parse_qs((m.group(3) or "?")[1:]).get("urlpath", [""])[0]
+            notebook = urlpath.removeprefix("lab/tree/") if urlpath.startswith("lab/tree/") else urlpath
+            links.append((name, m.group(0), m.group(1), notebook))
+        for m in GIT_PULL.finditer(text):
+            query = parse_qs(urlsplit(m.group(0)).query)
+            repo = unquote(query.get("repo", [""])[0]).removeprefix("https://github.com/").removesuffix(".git")
+            urlpath = query.get("urlpath", [""])[0]
+            # nbgitpuller clones into a folder named after the repository: lab/tree/<name>/notebooks/...
+            prefix = f"lab/tree/{PUBLIC_REPO.split('/')[1]}/"
+            notebook = urlpath.removeprefix(prefix) if urlpath.startswith(prefix) else urlpath
+            links.append((name, m.group(0), repo, notebook))
+    return links
+
+
+def test_readme_and_docs_have_launch_links_to_check():
+    """So that the checks below cannot pass by finding no link at all."""
+    links = _launch_links()
+    assert any(name == "README.md" for name, *_ in links), "README.md has no Binder link"
+    assert any(name.startswith("docs/") and "git-pull" in link for name, link, *_ in links), (
+        "docs/ has no nbgitpuller link"
+    )
+
+
+def test_every_launch_link_uses_the_public_name_and_opens_a_notebook_that_exists():
+    problems = []
+    for name, link, repo, notebook in _launch_links():
+        if repo != PUBLIC_REPO:
+            problems.append(
+                f"{name}: {link[:100]} names {repo!r}, not {PUBLIC_REPO!r} (tests/test_repo.py PUBLIC_REPO)"
+            )
+        if not notebook:
+            problems.append(f"{name}: {link[:100]} opens no notebook (add urlpath=lab/tree/notebooks/NN_x.ipynb)")
+        elif not notebook.endswith(".ipynb") or not (REPO / notebook).is_file():
+            problems.append(f"{name}: {link[:100]} opens {notebook}, which is not a notebook in this repository")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_public_name_is_not_spelt_another_way():
+    """A hand-edited link (another owner, a typo) that the launch-link patterns did not parse still shows up here."""
+    owner, repo = PUBLIC_REPO.split("/")
+    pattern = re.compile(rf"mybinder\.org/v2/gh/(?!{re.escape(PUBLIC_REPO)}/)|github\.com%2F(?!{owner}%2F{repo}\b)")
+    problems = [
+        f"{name}: {text[m.start() : m.end() + 40]}…"
+        for name, text in _link_sources().items()
+        for m in pattern.finditer(text)
+    ]
+    assert not problems, "\n".join(problems)
+
+
+def test_every_relative_link_in_readme_and_docs_points_to_a_file_that_exists():
+    """README.md and docs/ (markdown and the printable card) link only to files, and headings, that exist."""
+    problems = []
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "docs").glob("*.html"))]
+    for page in pages:
+        text = re.sub(r"```.*?```|`[^`\n]*`", "", page.read_text(), flags=re.S)  # code shows examples, not links
+        for m in LINK.finditer(text):
+            target = m.group(1) or m.group(2)
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target):
+                continue  # web links
+            file_part, _, anchor = target.partition("#")
+            linked = (page.parent / file_part).resolve() if file_part else page
+            if not linked.exists():
+                problems.append(f"{_name(page)}: {target} (no such file)")
+            elif anchor and linked.suffix == ".md" and anchor not in _github_anchors(linked.read_text()):
+                problems.append(f"{_name(page)}: {target} (no heading #{anchor} in {linked.name})")
+    assert not problems, "\n".join(problems)
