@@ -1,4 +1,4 @@
-"""The self-checks of notebook 05: right answers pass, wrong ones fail with a hint that points at the fix."""
+"""The self-checks of notebook 06: right answers pass, wrong ones fail with a hint that points at the fix."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import asyncio
 
 import httpx
 import pytest
-from langgraph.types import default_retry_on
+from langgraph.types import RetryPolicy, default_retry_on
 
+from agency_lib import start_service
 from agency_lib.checks import nb06
 
 
@@ -167,3 +168,67 @@ def test_async_predicate_is_refused():
 def test_retry_on_bad_argument_is_a_clear_error(bad):
     with pytest.raises(TypeError, match="expects your predicate"):
         nb06.check_retry_on(bad)
+
+
+# -- check_retry_prediction (a real service: web latency 0.02 s) --------------------------------
+#: 3 attempts of 0.02 s and waits of 0.02 s + 0.04 s: 0.12 s, 3 requests
+POLICY = RetryPolicy(max_attempts=3, initial_interval=0.02, backoff_factor=2, jitter=False)
+
+
+@pytest.fixture(scope="module")
+def service():
+    svc = start_service(latency=0.02, seed=1)
+    yield svc
+    svc.stop()
+
+
+def predict(prediction, policy=POLICY):
+    return asyncio.run(nb06.check_retry_prediction(prediction, policy))
+
+
+def test_retry_prediction_right_answer_passes_and_restores_the_knobs(service):
+    fb = predict({"requests": 3, "seconds": 0.12})
+    assert fb and "3 requests" in fb.message
+    assert "0.02 s + 0.04 s" in fb.message  # the arithmetic is explained
+    assert service.failure_rate == 0.0  # the check's scenario was a block: the knobs came back
+
+
+def test_retry_prediction_unanswered_is_not_measured(service):
+    service.scenario()
+    fb = predict({"requests": None, "seconds": None})
+    assert not fb and "no prediction yet" in fb.message
+    assert service.stats().requests == 0  # nothing measured, nothing given away
+    assert any("max_attempts" not in h and "attempts" in h for h in fb.hints)
+
+
+def test_retry_prediction_forgetting_the_first_try_is_explained(service):
+    fb = predict({"requests": 2, "seconds": 0.12})
+    assert not fb and "you predicted 2 requests; the service counted 3" in fb.message
+    assert any("first try" in h for h in fb.hints)
+
+
+def test_retry_prediction_far_off_time_is_explained(service):
+    fb = predict({"requests": 3, "seconds": 1.0})
+    assert not fb and "you predicted 1.00 s" in fb.message
+    assert any("backoff_factor" in h for h in fb.hints)
+
+
+@pytest.mark.parametrize(
+    ("prediction", "says"),
+    [
+        (0.75, "a dict with the keys"),
+        ({"requests": 3}, "a dict with the keys"),
+        ({"requests": "3", "seconds": 0.1}, "whole number"),
+        ({"requests": 3, "seconds": True}, "whole number"),
+    ],
+)
+def test_retry_prediction_malformed_gets_a_hint(service, prediction, says):
+    fb = predict(prediction)
+    assert not fb and says in fb.message and fb.hints
+
+
+def test_retry_prediction_needs_a_policy_without_jitter():
+    with pytest.raises(TypeError, match="needs the RetryPolicy"):
+        predict({"requests": 3, "seconds": 0.1}, policy="flaky_policy")
+    with pytest.raises(ValueError, match="jitter=True"):
+        predict({"requests": 3, "seconds": 0.1}, policy=RetryPolicy())

@@ -122,50 +122,62 @@ def test_bounded_gather_rejects_a_non_function() -> None:
         check("bounded_gather")
 
 
-# -- check_best_limit (a real service: capacity 4, latency 0.02 s) ------------------------
+# -- check_throughput_prediction (a curve as notebook 07 measures it; a real service: capacity 10, 0.1 s) ---
+#: queries/s measured at each limit, as on a busy machine: below the ideal min(limit, 10) ÷ 0.1 s
+CURVE = [
+    {"limit": 4, "wall": 0.54, "queries_per_s": 37.0, "requests_per_s": 37.0, "rejected": 0},
+    {"limit": 10, "wall": 0.24, "queries_per_s": 83.0, "requests_per_s": 83.0, "rejected": 0},
+    {"limit": 20, "wall": 0.27, "queries_per_s": 75.0, "requests_per_s": 202.0, "rejected": 34},
+]
+
+
 @pytest.fixture(scope="module")
 def service() -> Iterator[Any]:
-    svc = start_service(capacity=4, latency=0.02, seed=6)
+    svc = start_service(capacity=10, latency=0.1, seed=6)
     yield svc
     svc.stop()
 
 
-def best(limit: Any, svc: Any) -> Any:
-    return asyncio.run(nb07.check_best_limit(limit, svc))
+def test_throughput_prediction_near_the_measurement_passes(service: Any) -> None:
+    fb = nb07.check_throughput_prediction({4: 35, 10: 80, 20: 80}, CURVE)
+    assert fb.ok and "min(limit, capacity) ÷ latency" in str(fb)
 
 
-def test_best_limit_at_capacity_passes(service: Any) -> None:
-    fb = best(4, service)
-    assert fb.ok and "0 rejected" in str(fb)
+def test_throughput_prediction_of_the_ideal_passes_on_a_busy_machine(service: Any) -> None:
+    assert nb07.check_throughput_prediction({4: 40, 10: 100, 20: 100}, CURVE).ok  # 100 vs 75 measured: the ideal
 
 
 @pytest.mark.parametrize(
-    ("limit", "says", "hint"),
+    ("prediction", "says", "hint"),
     [
-        (None, "best_limit is None", "the largest limit that still had 0 rejections"),
-        ("4", "best_limit is '4'", "read the curve"),
-        (0, "at least one request", "knee"),
-        (2, "caps throughput at 2", "go up to where rejections start"),
-        (16, "more requests at once than the service admits", "largest limit with 0 rejections"),
+        ({4: None, 10: None, 20: None}, "no prediction yet", "how many queries can be in flight"),
+        ({4: 40, 10: 100, 20: 200}, "limit 20: you said 200", "extra requests are rejected, not served"),
+        ({4: 10, 10: 100, 20: 100}, "limit 4: you said 10", "each of the `limit` slots completes one query"),
+        ({4: 40, 7: 70}, "no measurement at limit 7", "keep the keys"),
+        ({4: "40", 10: 100, 20: 100}, "a number of queries per second", "25 completed queries"),
+        ([40, 100, 100], "a dict {limit: queries per second}", "my_prediction = {4"),
     ],
 )
-def test_best_limit_wrong_answers_get_a_hint(service: Any, limit: Any, says: str, hint: str) -> None:
-    fb = best(limit, service)
+def test_throughput_prediction_wrong_answers_get_a_hint(service: Any, prediction: Any, says: str, hint: str) -> None:
+    fb = nb07.check_throughput_prediction(prediction, CURVE)
     assert not fb.ok
     assert says in str(fb) and hint in str(fb)
 
 
-def test_best_limit_above_capacity_reports_real_429s(service: Any) -> None:
-    assert "came back 429" in str(best(16, service))
+def test_throughput_prediction_needs_the_measured_curve(service: Any) -> None:
+    with pytest.raises(TypeError, match="the measured curve"):
+        nb07.check_throughput_prediction({4: 40}, "curve")
+    with pytest.raises(TypeError, match="run the curve cell first"):
+        nb07.check_throughput_prediction({4: 40}, [{"limit": 4}])
 
 
-def test_best_limit_needs_a_running_service_with_a_capacity() -> None:
-    with pytest.raises(TypeError, match="the running service"):
-        best(4, "service")
-    with pytest.raises(ValueError, match="no capacity"):
-        best(4, SearchService(latency=0.01))
-    with pytest.raises(RuntimeError, match="the service is stopped"):
-        best(4, SearchService(capacity=4))
+def test_throughput_prediction_needs_a_service_with_a_capacity() -> None:
+    svc = SearchService(latency=0.1).start()  # no capacity; the module's service keeps running
+    try:
+        with pytest.raises(ValueError, match="no capacity"):
+            nb07.check_throughput_prediction({4: 40}, CURVE)
+    finally:
+        svc.stop()
 
 
 # -- check_max_concurrency ----------------------------------------------------------------

@@ -3,6 +3,9 @@
 * `check_gather_partial`: ``async def gather_partial(coros)`` runs coroutines concurrently
   and returns ``(results, errors)``: the values and the exceptions, each in input order,
   without letting an exception escape.
+* `check_retry_prediction`: a prediction, made before measuring, of how many requests a
+  ``RetryPolicy`` sends to a source that is down and how long the node takes to give up;
+  the check measures it on the running service and explains the arithmetic.
 * `check_retry_on`: ``def should_retry(exc) -> bool`` for ``RetryPolicy(retry_on=...)``:
   retries HTTP 429 and 5xx (and connection errors), not the other 4xx, not bugs.
 """
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import httpx
@@ -20,7 +23,7 @@ import httpx
 from ..tools import ServiceError
 from . import Feedback, failed, passed
 
-__all__ = ["check_gather_partial", "check_retry_on"]
+__all__ = ["check_gather_partial", "check_retry_prediction", "check_retry_on"]
 
 
 # -- exercise 1: gather_partial ------------------------------------------------------------
@@ -141,7 +144,112 @@ async def check_gather_partial(fn: Callable[[list[Any]], Any]) -> Feedback:
     )
 
 
-# -- exercise 2: a retry_on predicate -----------------------------------------------------------
+# -- exercise 2: predict what a RetryPolicy costs ----------------------------------------------
+def _is_number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _waits(policy: Any) -> list[float]:
+    """The waits between the attempts of a jitter-free RetryPolicy, as LangGraph computes them."""
+    waits, interval = [], float(policy.initial_interval)
+    for _ in range(policy.max_attempts - 1):
+        waits.append(min(float(policy.max_interval), interval))
+        interval *= policy.backoff_factor
+    return waits
+
+
+async def _measure_retries(policy: Any) -> tuple[int, float, float]:
+    """Run a one-node graph (a web search under `policy`) while every request fails.
+
+    Returns (requests the service counted, seconds until the node gave up, the web's latency).
+    """
+    from langgraph.graph import END, START, StateGraph
+
+    from ..agency import AgencyState
+    from ..service import current_service
+    from ..tools import web_search
+
+    async def researcher(state: AgencyState) -> dict[str, Any]:
+        return {"findings": await web_search(state["topic"])}
+
+    graph = StateGraph(AgencyState)
+    graph.add_node("researcher", researcher, retry_policy=policy)
+    graph.add_edge(START, "researcher")
+    graph.add_edge("researcher", END)
+    app = graph.compile()
+    service = current_service()
+    with service.scenario(failure_rate=1.0):  # the source is down; the knobs come back afterwards
+        latency = service.latency["web"]
+        start = time.perf_counter()
+        try:
+            await app.ainvoke({"topic": "retry prediction"})
+        except ServiceError:
+            pass
+        took = time.perf_counter() - start
+        requests = service.stats().requests
+    return requests, took, latency
+
+
+async def check_retry_prediction(prediction: Any, policy: Any) -> Feedback:
+    """Check a prediction ``{"requests": n, "seconds": s}`` for a node with `policy` on a source that is down.
+
+    Use it as ``await nb06.check_retry_prediction(my_prediction, flaky_policy)``. It measures
+    only once the prediction is filled in, so its answer is not given away before.
+    """
+    from langgraph.types import RetryPolicy
+
+    if not isinstance(policy, RetryPolicy):
+        raise TypeError(
+            f"check_retry_prediction needs the RetryPolicy as its second argument, e.g. "
+            f"`await nb06.check_retry_prediction(my_prediction, flaky_policy)`, not {type(policy).__name__}."
+        )
+    if policy.jitter:
+        raise ValueError("this policy has jitter=True: its waits are random, so no prediction can be checked.")
+    if not isinstance(prediction, Mapping) or set(prediction) != {"requests", "seconds"}:
+        return failed(
+            f"the prediction should be a dict with the keys 'requests' and 'seconds', not {_name(prediction)}.",
+            'write it as my_prediction = {"requests": ..., "seconds": ...}.',
+        )
+    requests, seconds = prediction["requests"], prediction["seconds"]
+    if requests is None or seconds is None:
+        return failed(
+            "no prediction yet: fill in both numbers first, then run this cell (it measures only then).",
+            "requests: how many attempts does the policy allow, and how many requests does one attempt send?",
+            "seconds: each attempt waits for the service's answer; between attempts the policy sleeps "
+            "(initial_interval, then times backoff_factor each time).",
+        )
+    if not (isinstance(requests, int) and not isinstance(requests, bool)) or not _is_number(seconds):
+        return failed(
+            f"requests should be a whole number and seconds a number, not {requests!r} and {seconds!r}.",
+            'e.g. my_prediction = {"requests": 2, "seconds": 0.5}.',
+        )
+    measured_requests, measured, latency = await _measure_retries(policy)
+    waits = _waits(policy)
+    expected = policy.max_attempts * latency + sum(waits)
+    arithmetic = (
+        f"{policy.max_attempts} attempts of {latency:.2f} s each, and "
+        + (" + ".join(f"{w:.2f} s" for w in waits) or "no wait")
+        + f" of waiting between them: {expected:.2f} s"
+    )
+    problems, hints = [], []
+    if requests != measured_requests:
+        problems.append(f"you predicted {requests} requests; the service counted {measured_requests}")
+        hints.append("max_attempts counts the first try too, and each attempt re-runs the whole node: one request.")
+    if abs(seconds - measured) > max(0.1, 0.25 * measured):
+        problems.append(f"you predicted {seconds:.2f} s; the node gave up after {measured:.2f} s")
+        hints.append(
+            "add the attempts' own time (the service's latency each) and every wait between two attempts: "
+            "initial_interval, then times backoff_factor after each retry."
+        )
+    if problems:
+        return failed("; ".join(problems) + ".", *hints)
+    return passed(
+        f"right: {measured_requests} requests, and the node gave up after {measured:.2f} s "
+        f"(you said {seconds:.2f} s). The arithmetic: {arithmetic}."
+    )
+
+
+# -- exercise 3: a retry_on predicate -----------------------------------------------------------
 _REQUEST = httpx.Request("GET", "http://127.0.0.1/search/web?q=async+python")
 
 

@@ -1,10 +1,10 @@
-"""Self-checks for notebook 07 (backpressure): a bounded gather, the best limit, a bounded fan-out's config.
+"""Self-checks for notebook 07 (backpressure): a bounded gather, a throughput prediction, a bounded fan-out's config.
 
 * `await check_bounded_gather(fn)`: runs the learner's ``bounded_gather(coro_fns, limit)``
   on instrumented fakes and measures how many ran at once, whether a free slot was
   reused at once (not batch by batch), and the order of the results.
-* `await check_best_limit(limit, service)`: decides from the service's capacity, then
-  measures a real burst at that limit and reports the 429s it got.
+* `check_throughput_prediction(prediction, curve)`: compares a prediction of completed
+  queries per second at a few concurrency limits, made before measuring, with the measured curve.
 * `check_max_concurrency(config, capacity)`: reads a LangGraph run config and says
   whether ``max_concurrency`` is where LangGraph reads it (the top level).
 """
@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from . import Feedback, failed, passed
 
-__all__ = ["check_bounded_gather", "check_best_limit", "check_max_concurrency"]
+__all__ = ["check_bounded_gather", "check_throughput_prediction", "check_max_concurrency"]
 
 #: The fakes `check_bounded_gather` runs: how many, and the limit it asks for.
 N_FAKES = 24
@@ -140,84 +139,83 @@ async def check_bounded_gather(bounded_gather: Callable[..., Any]) -> Feedback:
     )
 
 
-def _service_facts(service: Any) -> tuple[int, float]:
-    from ..service import SearchService
-
-    if not isinstance(service, SearchService):
+def _curve_by_limit(curve: Any) -> dict[int, float]:
+    """The notebook's measured curve as {limit: completed queries per second}; a clear error if it is not one."""
+    if not isinstance(curve, list | tuple) or not curve or not all(isinstance(r, Mapping) for r in curve):
         raise TypeError(
-            f"check_best_limit needs the running service as its second argument, e.g. "
-            f"await nb07.check_best_limit(best_limit, service), not {type(service).__name__}."
+            "check_throughput_prediction needs the measured curve as its second argument (a list of dicts "
+            f"with 'limit' and 'queries_per_s'), e.g. nb07.check_throughput_prediction(my_prediction, curve), "
+            f"not {type(curve).__name__}."
         )
-    if service.capacity is None:
-        raise ValueError("this service has no capacity (capacity=None): start it with start_service(capacity=10).")
-    if not service.running:
-        raise RuntimeError("the service is stopped: start it again, e.g. service = start_service(capacity=10).")
-    return service.capacity, max(service.latency.values())
+    try:
+        return {int(r["limit"]): float(r["queries_per_s"]) for r in curve}
+    except (KeyError, TypeError, ValueError):
+        raise TypeError(
+            "each point of the curve needs a 'limit' and a 'queries_per_s': run the curve cell first."
+        ) from None
 
 
-async def _burst(service: Any, limit: int, n: int) -> tuple[float, int]:
-    """`n` web searches to `service` through a Semaphore(limit), no retry: (wall seconds, number of 429s)."""
-    import httpx
+def check_throughput_prediction(prediction: Any, curve: Any, tolerance: float = 0.3) -> Feedback:
+    """Check a prediction ``{limit: completed queries per second}`` against the measured curve.
 
-    from ..tools import ServiceError, web_search
-
-    sem = asyncio.Semaphore(limit)
-    rejected = 0
-    limits = httpx.Limits(max_connections=limit, max_keepalive_connections=min(limit, 20))
-
-    async with httpx.AsyncClient(base_url=service.url, limits=limits, timeout=5.0, verify=False) as client:
-
-        async def one(i: int) -> None:
-            nonlocal rejected
-            async with sem:
-                try:
-                    await web_search(f"limit check {i}", client=client)
-                except ServiceError as exc:
-                    if exc.status_code != 429:
-                        raise
-                    rejected += 1
-
-        start = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(n)))
-    return time.perf_counter() - start, rejected
-
-
-async def check_best_limit(limit: Any, service: Any) -> Feedback:
-    """Check the concurrency limit that gives the most throughput with 0 rejections on `service`.
-
-    Decides from the service's capacity; for a limit at or above it, also sends a real
-    burst of requests (about 0.3 s) and reports the 429s it got.
+    A predicted value passes when it is within `tolerance` (30 %) of the measurement at that
+    limit, or within 10 % of the ideal ``min(limit, capacity) ÷ latency`` of the running
+    service (a busy machine measures less than the ideal). Use it as
+    ``nb07.check_throughput_prediction(my_prediction, curve)``.
     """
-    capacity, latency = _service_facts(service)
-    if limit is None or limit is ... or isinstance(limit, bool) or not isinstance(limit, int):
+    from ..service import current_service
+
+    measured = _curve_by_limit(curve)
+    service = current_service()
+    capacity, latency = service.capacity, service.latency["web"]
+    if capacity is None:
+        raise ValueError("the service has no capacity: the curve of this exercise needs start_service(capacity=10).")
+    if not isinstance(prediction, Mapping) or not prediction:
         return failed(
-            f"best_limit is {limit!r}: set it to a whole number of requests in flight, e.g. best_limit = 7.",
-            "read the curve: the largest limit that still had 0 rejections.",
+            f"the prediction should be a dict {{limit: queries per second}}, not {prediction!r:.60}.",
+            "e.g. my_prediction = {4: ..., 10: ..., 20: ...}.",
         )
-    if limit < 1:
-        return failed(f"best_limit = {limit}: a limit must let at least one request through.", "try the knee.")
-    if limit < capacity:
+    unmeasured = [k for k in prediction if k not in measured]
+    if unmeasured:
         return failed(
-            f"best_limit = {limit} gets 0 rejections, but caps throughput at {limit} ÷ {latency:.2f} s = "
-            f"{limit / latency:.0f} requests/s, while the service could serve {capacity / latency:.0f}/s.",
-            "below the knee throughput grows with the limit: go up to where rejections start.",
+            f"no measurement at limit {unmeasured[0]!r}: predict for limits the curve measured ({sorted(measured)}).",
+            "keep the keys the exercise gave you.",
         )
-    wall, rejected = await _burst(service, limit, n=3 * limit)
-    if limit > capacity:
-        seen = f"{rejected} of {3 * limit} requests came back 429" if rejected else "this burst was lucky"
+    if any(v is None for v in prediction.values()):
         return failed(
-            f"best_limit = {limit} sends more requests at once than the service admits ({seen}).",
-            "above the knee throughput stays flat and the extra requests are rejected: "
-            "take the largest limit with 0 rejections on the curve.",
+            "no prediction yet: write a number of completed queries per second for each limit, then run "
+            "the curve cell and this check.",
+            "how many queries can be in flight at each limit, and how long does each take?",
         )
-    if rejected:
+    if any(isinstance(v, bool) or not isinstance(v, int | float) or v < 0 for v in prediction.values()):
         return failed(
-            f"best_limit = {limit} equals the service's capacity, yet {rejected} requests came back 429.",
-            "another client may share the service: check service.stats() and rerun.",
+            f"every prediction should be a number of queries per second, not {dict(prediction)!r:.80}.",
+            "e.g. 25 for 25 completed queries per second.",
+        )
+    wrong, hints = [], []
+    for limit, guess in sorted(prediction.items()):
+        got, ideal = measured[limit], min(limit, capacity) / latency
+        if abs(guess - got) > tolerance * got and abs(guess - ideal) > 0.1 * ideal:
+            wrong.append(f"limit {limit}: you said {guess:.0f}, the curve measured {got:.0f} queries/s")
+            above = limit > capacity
+            hint = (
+                "above the service's capacity, extra requests are rejected, not served: "
+                "the service still completes at most capacity ÷ latency queries a second."
+                if above
+                else "up to the capacity, each of the `limit` slots completes one query per latency: limit ÷ latency."
+            )
+            if hint not in hints:
+                hints.append(hint)
+    if wrong:
+        return failed(
+            f"{len(wrong)} of {len(prediction)} predictions are off by more than {tolerance:.0%}: "
+            + "; ".join(wrong)
+            + ".",
+            *hints,
         )
     return passed(
-        f"best_limit = {limit}: {3 * limit} requests in {wall:.2f} s, 0 rejected; "
-        "the knee of the curve, where the limit equals the service's capacity."
+        f"all {len(prediction)} predictions hold: completed queries per second are at most "
+        "min(limit, capacity) ÷ latency, and the curve measured a little less (each request's own overhead)."
     )
 
 
