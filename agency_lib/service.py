@@ -378,6 +378,8 @@ class Scenario:
         self.service = service
         self._before = service._knobs()
         wanted = {**service._initial, **knobs}
+        if isinstance(knobs.get("latency"), dict):  # {"api": 0.6}: the other sources as the service started
+            wanted["latency"] = {**service._initial["latency"], **knobs["latency"]}
         SearchService().configure(
             **wanted
         )  # check every knob first, on a service never started: a bad one changes nothing

@@ -302,3 +302,10 @@ def test_a_capacity_429_has_no_retry_delay_to_promise():
 async def _get(svc: SearchService, query: str) -> int:
     async with make_client() as client:
         return (await client.get("/search/web", params={"q": query})).status_code
+
+
+def test_a_scenario_latency_for_one_source_leaves_the_others_as_the_service_started():
+    with start_service(latency={"web": 0.1, "api": 0.2}) as svc:
+        svc.configure(latency={"web": 0.5})  # left over from an earlier experiment
+        svc.scenario(latency={"api": 0.6})
+        assert svc.latency == {"web": 0.1, "api": 0.6}
