@@ -178,10 +178,12 @@ async def _ask(messages: list[dict[str, str]]) -> str:
             await asyncio.sleep(WRITER_LATENCY)
             return compose_reply(messages)
         model = chat_model(http_async_client=await shared_client("chat"))
-    else:
-        model = chat_model()
-    reply = await model.ainvoke(messages)
-    return reply.text
+        return (await model.ainvoke(messages)).text
+    # A provider: a client of this call's own. (A ChatOpenAI made without one shares a client that
+    # langchain-openai caches per base URL, across event loops: the next asyncio.run would get
+    # "RuntimeError: Event loop is closed".)
+    async with httpx.AsyncClient() as http:
+        return (await chat_model(http_async_client=http).ainvoke(messages)).text
 
 
 async def writer(state: AgencyState) -> dict[str, Any]:

@@ -12,7 +12,7 @@ draft and the Editor's verdict can be compared by nbval. Knobs (set them on the 
 * ``capacity``: requests in flight above it are answered 429 at once;
 * ``rate_limit``: requests per second, and ``tokens_per_minute``: prompt + answer tokens in
   any 60 s, above which requests are answered 429, saying when one would fit;
-* ``failure_rate``: the share of requests answered 503 or 500 (after ``ttft``), drawn from the
+* ``failure_rate``: the share of requests answered 503 or 500 (after ``ttft``, before any token), drawn from the
   service's ``seed``, the prompt and the attempt, so a retry gets a fresh draw;
 * ``retry_after``: the wait (seconds) that 429s over capacity and the 5xx failures ask for.
 
@@ -406,7 +406,9 @@ class ChatEndpoint:
         meta = {"id": f"chatcmpl-local-{key}", "created": int(time.time()), "model": model}
         if status != 200 or not stream:
             try:
-                stopped = await self._wait(self.ttft + self.time_per_token * len(answer), stopping)
+                # a failure comes after the "thinking" time; a full answer after all its tokens too
+                wait_for = self.ttft + (self.time_per_token * len(answer) if status == 200 else 0.0)
+                stopped = await self._wait(wait_for, stopping)
             except BaseException:
                 self._count("cancelled")  # the client went away while the answer was being "written"
                 self._leave()
