@@ -1,10 +1,11 @@
-"""Async Agency's scaffolding: timing, Gantt charts, the local service, the tools, the agency.
+"""Async Agency's scaffolding: timing, Gantt charts, the local service (search and a chat model), the tools, the agency.
 
 What a notebook imports is listed in ``__all__``; the lesson code itself (the gather,
 the Send fan-out, the semaphore) stays in the notebooks.
 """
 
-from .agency import AgencyState, editor, plan_queries, planner, writer
+from .agency import AgencyState, chat_model, editor, editor_messages, plan_queries, planner, writer, writer_messages
+from .chat import ChatStats
 from .plotting import compare, gantt
 from .service import SearchService, current_service, start_service
 from .timing import Recorder, Span, Summary
@@ -39,6 +40,7 @@ __all__ = [
     "start_service",
     "current_service",
     "SearchService",
+    "ChatStats",
     "ServiceError",
     "make_client",
     "close_clients",
@@ -60,4 +62,7 @@ __all__ = [
     "planner",
     "writer",
     "editor",
+    "chat_model",
+    "writer_messages",
+    "editor_messages",
 ]

@@ -13,18 +13,23 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Hashable
+from typing import Any, Protocol
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
-from .timing import _enclosing
-
-if TYPE_CHECKING:
-    from .timing import Recorder
+from .nesting import _enclosing
 
 __all__ = ["NodeTimer"]
+
+
+class Recording(Protocol):
+    """What NodeTimer needs of a recorder (`timing.Recorder` is one)."""
+
+    def add(self, name: str, start: float, end: float, **kwargs: Any) -> None: ...
+
+    def _nest(self, run: Hashable, parent: Hashable) -> None: ...
 
 
 class NodeTimer(BaseCallbackHandler):
@@ -32,7 +37,7 @@ class NodeTimer(BaseCallbackHandler):
 
     run_inline = True  # called on the node's own thread, so the times are exact
 
-    def __init__(self, recorder: Recorder, lane: Callable[[str, Any], str] | None = None) -> None:
+    def __init__(self, recorder: Recording, lane: Callable[[str, Any], str] | None = None) -> None:
         self.recorder = recorder
         self.lane = lane
         self._open: dict[UUID, tuple[str, str, float, UUID | None]] = {}  # node run -> (node, lane, start, parent)

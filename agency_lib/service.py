@@ -1,4 +1,4 @@
-"""The local search service: a real HTTP server on 127.0.0.1 for the web and API sources.
+"""The local search service: a real HTTP server on 127.0.0.1 for the web and API sources, and a chat model.
 
 It runs Starlette on uvicorn in a thread of its own, with its own event loop, so a
 notebook that blocks its own loop does not stall the service. Knobs:
@@ -8,6 +8,10 @@ notebook that blocks its own loop does not stall the service. Knobs:
 * ``capacity``: requests in flight above it are answered 429 at once;
 * ``rate_limit``: requests per second above it are answered 429, with a ``Retry-After``
   header (whole seconds, as HTTP says) and ``retry-after-ms`` (what the openai SDK reads).
+
+The same server answers ``POST /v1/chat/completions`` like an OpenAI-compatible chat model
+(`agency_lib.chat`), with knobs of its own named ``chat_...`` (``chat_ttft``, ``chat_capacity``, …)
+and counters of its own (`SearchService.chat_stats`): ``ChatOpenAI(base_url=service.chat_url, ...)``.
 
 `SearchService.scenario(...)` sets every knob at once (those not named go back to the
 values the service started with) and zeroes the counters, so a notebook cell that starts
@@ -28,6 +32,7 @@ import threading
 import time
 import weakref
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,15 +42,39 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from .chat import CHAT_DEFAULTS, ChatEndpoint, ChatStats
 from .corpus import fake_results
 
-__all__ = ["SearchService", "ServiceStats", "Scenario", "start_service", "current_service", "HTTP_SOURCES"]
+__all__ = [
+    "SearchService",
+    "ServiceStats",
+    "ChatStats",
+    "Scenario",
+    "start_service",
+    "current_service",
+    "on_stop",
+    "HTTP_SOURCES",
+]
 
 HTTP_SOURCES = ("web", "api")
 DEFAULT_LATENCY = {"web": 0.25, "api": 0.30}
 
 _current: SearchService | None = None
 _running: weakref.WeakSet[SearchService] = weakref.WeakSet()
+_stop_hooks: list[Callable[[SearchService], None]] = []
+CHAT_KNOBS = tuple(f"chat_{name}" for name in CHAT_DEFAULTS)
+
+
+def on_stop(hook: Callable[[SearchService], None]) -> Callable[[SearchService], None]:
+    """Call ``hook(service)`` whenever a service stops: the shared clients close their connections so.
+
+    The service knows nothing of its clients; they register here.
+    """
+    if not callable(hook):
+        raise TypeError(f"on_stop takes a function hook(service), not {hook!r}.")
+    if hook not in _stop_hooks:
+        _stop_hooks.append(hook)
+    return hook
 
 
 def current_service() -> SearchService:
@@ -95,6 +124,13 @@ class SearchService:
         failure_rate: float = 0.0,
         capacity: int | None = None,
         rate_limit: float | None = None,
+        chat_ttft: float = CHAT_DEFAULTS["ttft"],
+        chat_time_per_token: float = CHAT_DEFAULTS["time_per_token"],
+        chat_capacity: int | None = None,
+        chat_rate_limit: float | None = None,
+        chat_tokens_per_minute: int | None = None,
+        chat_failure_rate: float = 0.0,
+        chat_retry_after: float = CHAT_DEFAULTS["retry_after"],
         host: str = "127.0.0.1",
         allow_remote: bool = False,
     ) -> None:
@@ -119,6 +155,7 @@ class SearchService:
         self.failure_rate = 0.0
         self.capacity: int | None = None
         self.rate_limit: float | None = None
+        self.chat = ChatEndpoint()  # the chat model's knobs, counters and routes
         self.configure(
             latency=latency,
             jitter=jitter,
@@ -126,16 +163,27 @@ class SearchService:
             failure_rate=failure_rate,
             capacity=capacity,
             rate_limit=rate_limit,
+            chat_ttft=chat_ttft,
+            chat_time_per_token=chat_time_per_token,
+            chat_capacity=chat_capacity,
+            chat_rate_limit=chat_rate_limit,
+            chat_tokens_per_minute=chat_tokens_per_minute,
+            chat_failure_rate=chat_failure_rate,
+            chat_retry_after=chat_retry_after,
         )
         self._initial = self._knobs()  # what `scenario()` goes back to
 
     # -- knobs -------------------------------------------------------------------
     def configure(self, **knobs: Any) -> SearchService:
-        """Change knobs on a running service: latency, jitter, seed, failure_rate, capacity, rate_limit."""
-        known = {"latency", "jitter", "seed", "failure_rate", "capacity", "rate_limit"}
+        """Change knobs on a running service: latency, jitter, seed, failure_rate, capacity, rate_limit,
+        and the chat model's chat_ttft, chat_time_per_token, chat_capacity, chat_rate_limit,
+        chat_tokens_per_minute, chat_failure_rate, chat_retry_after (see `agency_lib.chat`)."""
+        known = {"latency", "jitter", "seed", "failure_rate", "capacity", "rate_limit", *CHAT_KNOBS}
         unknown = set(knobs) - known
         if unknown:
             raise TypeError(f"unknown knob(s) {sorted(unknown)}; the knobs are {sorted(known)}.")
+        chat = {name.removeprefix("chat_"): v for name, v in knobs.items() if name in CHAT_KNOBS}
+        ChatEndpoint().configure(**chat)  # checked first: a bad chat knob changes nothing
         if "latency" in knobs and knobs["latency"] is not None:
             lat = knobs["latency"]
             if isinstance(lat, (int, float)):
@@ -174,6 +222,7 @@ class SearchService:
             if r is not None and (not isinstance(r, (int, float)) or r <= 0):
                 raise ValueError(f"rate_limit is requests per second (> 0) or None for no limit, not {r!r}.")
             self.rate_limit = None if r is None else float(r)
+        self.chat.configure(**chat, seed=self.seed)
         return self
 
     def _knobs(self) -> dict[str, Any]:
@@ -184,6 +233,7 @@ class SearchService:
             "failure_rate": self.failure_rate,
             "capacity": self.capacity,
             "rate_limit": self.rate_limit,
+            **{f"chat_{name}": v for name, v in self.chat.knobs().items()},
         }
 
     def scenario(self, **knobs: Any) -> Scenario:
@@ -213,6 +263,11 @@ class SearchService:
             raise RuntimeError("the service is not running: call start() (or use start_service()).")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def chat_url(self) -> str:
+        """The chat model's base URL, for ``ChatOpenAI(base_url=service.chat_url, api_key="local", ...)``."""
+        return f"{self.url}/v1"
 
     def start(self, timeout: float = 10.0) -> SearchService:
         """Start serving on an ephemeral port in a background thread; returns self."""
@@ -261,13 +316,13 @@ class SearchService:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop serving, wait for the thread to end, and close the tools' shared clients of this service.
+        """Stop serving (open chat streams end at once), wait for the thread to end, then tell the
+        `on_stop` hooks (the shared clients close their connections to this service).
 
         Safe to call twice.
         """
         global _current
-        from .tools import _close_clients_of  # imported here: tools imports this module
-
+        self.chat.shutdown()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -279,7 +334,8 @@ class SearchService:
         _running.discard(self)
         if _current is self:  # another service still running (e.g. the notebook's, after the doctor's) stays current
             _current = next((s for s in list(_running) if s.running), None)
-        _close_clients_of(self)  # their connections went with the server
+        for hook in list(_stop_hooks):
+            hook(self)  # e.g. the shared clients: their connections went with the server
 
     def __enter__(self) -> SearchService:
         return self.start()
@@ -293,18 +349,23 @@ class SearchService:
 
     # -- counters ----------------------------------------------------------------
     def stats(self) -> ServiceStats:
-        """A snapshot of the counters."""
+        """A snapshot of the search counters (the chat model's are `chat_stats`)."""
         with self._lock:
             s = ServiceStats(**{**self._stats.__dict__, "by_source": dict(self._by_source)})
         return s
 
     def reset_stats(self) -> None:
-        """Zero the counters and the retry attempt memory (so a rerun draws the same failures)."""
+        """Zero the counters (search and chat) and the retry attempt memory (so a rerun draws the same failures)."""
         with self._lock:
             self._stats = ServiceStats()
             self._by_source.clear()
             self._attempts.clear()
             self._window.clear()
+        self.chat.reset_stats()
+
+    def chat_stats(self) -> ChatStats:
+        """A snapshot of the chat model's counters: requests, tokens, 429s, first-token times, ..."""
+        return self.chat.stats()
 
     # -- the HTTP app ------------------------------------------------------------
     def _admit(self, source: str, query: str) -> tuple[int, float]:
@@ -368,7 +429,7 @@ class SearchService:
         async def health(request: Request) -> JSONResponse:
             return JSONResponse({"ok": True})
 
-        return Starlette(routes=[Route("/search/{source}", search), Route("/health", health)])
+        return Starlette(routes=[Route("/search/{source}", search), Route("/health", health), *self.chat.routes()])
 
 
 class Scenario:

@@ -11,6 +11,11 @@ Not a test (pytest does not collect it): it prints three measurements.
    pool costs), and the CPU a request costs the service thread and the client.
    Goal: p50 ≤ 5 ms at 100 in flight.
 3. `Send` fan-out overhead per task over a bare `asyncio.gather` (300 zero-work tasks).
+4. The chat endpoint's time to first token as the client (ChatOpenAI) measures it, against the
+   configured ``chat_ttft`` (0.2 s), at 1 and at 50 concurrent streams. Target: within
+   10 % + 5 ms of the configured value.
+5. ``stream_mode="messages"`` overhead per token: a node's model call streamed through
+   LangGraph vs the same model's ``astream`` consumed directly (1,000 tokens, no delay a token).
 
 Pass ``--profile`` to also print the top functions (cProfile) of the client's loop during
 the 1,000-request bursts and of the service thread over all of them.
@@ -320,9 +325,126 @@ def bench_service_wrk(seconds: int = 5) -> None:
             )
 
 
+# -- 4. time to first token --------------------------------------------------------------
+TTFT = 0.2
+
+
+def bench_ttft(levels: tuple[int, ...] = (1, 50), rounds: int = 3) -> None:
+    from langchain_openai import ChatOpenAI
+
+    from agency_lib.agency import chat_model
+    from agency_lib.clients import close_clients, shared_client
+
+    print(
+        f"4. Time to first token seen by the client, ChatOpenAI and the bare openai SDK (chat_ttft {TTFT} s, 20 ms a token; best median of {rounds})"
+    )
+
+    async def one(model: ChatOpenAI, i: int) -> float:
+        start = time.perf_counter()
+        first = None
+        async for chunk in model.astream(f"prompt {i}"):  # read to the end: a stream left open is not closed
+            if chunk.content and first is None:
+                first = time.perf_counter() - start
+        return first
+
+    async def one_sdk(client: Any, i: int) -> float:
+        start = time.perf_counter()
+        first = None
+        stream = await client.chat.completions.create(
+            model="agency-local", messages=[{"role": "user", "content": f"prompt {i}"}], stream=True
+        )
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content and first is None:
+                first = time.perf_counter() - start
+        return first
+
+    async def main() -> None:
+        import openai
+
+        http = await shared_client("chat")
+        model = chat_model(max_retries=0, http_async_client=http)
+        sdk = openai.AsyncOpenAI(base_url=svc.chat_url, api_key="local", max_retries=0, http_client=http)
+        await one(model, -1)  # warm: the first connection and the SDK's first request
+        for k, (label, fn, client) in [
+            (k, c) for k in levels for c in (("ChatOpenAI", one, model), ("openai", one_sdk, sdk))
+        ]:
+            medians, worst = [], []
+            for _ in range(rounds):
+                firsts = await asyncio.gather(*(fn(client, i) for i in range(k)))
+                medians.append(statistics.median(firsts))
+                worst.append(max(firsts))
+            best = min(medians)
+            ok = abs(best - TTFT) <= 0.1 * TTFT + 0.005
+            at_service = statistics.median(svc.chat_stats().ttft[-k:])
+            print(
+                f"   {k:>3} streams, {label:<10}: median {_ms(best)}, worst {_ms(min(worst))} "
+                f"(configured {TTFT * 1e3:.0f} ms; within 10 % + 5 ms: {ok}); at the service {_ms(at_service)}"
+            )
+        await close_clients()
+
+    with start_service(chat_ttft=TTFT, chat_time_per_token=0.02) as svc:
+        asyncio.run(main())
+
+
+# -- 5. messages-mode overhead per token ---------------------------------------------------
+def bench_messages(tokens: int = 1000, rounds: int = 5) -> None:
+    from langgraph.graph import END, START, StateGraph
+
+    from agency_lib.agency import chat_model
+    from agency_lib.clients import close_clients, shared_client
+
+    print(f"5. stream_mode='messages' overhead per token ({tokens} tokens, no delay; best of {rounds})")
+    # the local model's answer to most prompts is short: ask for a long one in the Writer's format
+    findings = "\n".join(f"- [s{i}] 't{i}'" for i in range(tokens // 6))
+    writer_prompt = [
+        {"role": "system", "content": __import__("agency_lib.chat", fromlist=["x"]).WRITER_INSTRUCTIONS},
+        {"role": "user", "content": "Topic: bench\n" + findings},
+    ]
+
+    class S(TypedDict, total=False):
+        text: str
+
+    async def main() -> None:
+        model = chat_model(max_retries=0, http_async_client=await shared_client("chat"))
+
+        async def node(state: S) -> dict:
+            return {"text": (await model.ainvoke(writer_prompt)).text}
+
+        g = StateGraph(S)
+        g.add_node("writer", node)
+        g.add_edge(START, "writer")
+        g.add_edge("writer", END)
+        app = g.compile()
+        direct, graph, n = [], [], 0
+        for _ in range(rounds):
+            t = time.perf_counter()
+            n = len([c async for c in model.astream(writer_prompt) if c.content])
+            direct.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            m = len([c async for c, _ in app.astream({}, stream_mode="messages") if c.content])
+            graph.append(time.perf_counter() - t)
+            assert m == n
+        d, gr = min(direct), min(graph)
+        print(
+            f"   {n} tokens: direct astream {_ms(d)} ({_us(d / n)} a token), "
+            f"through messages mode {_ms(gr)} ({_us(gr / n)} a token): overhead {_us((gr - d) / n)} a token"
+        )
+        await close_clients()
+
+    with start_service(chat_ttft=0.0, chat_time_per_token=0.0):
+        asyncio.run(main())
+
+
 if __name__ == "__main__":
     profile = "--profile" in sys.argv[1:]
-    bench_recorder()
-    bench_service(profile=profile)
-    bench_service_wrk()
-    bench_send()
+    only = [a for a in sys.argv[1:] if a.isdigit()]
+    for number, bench in [
+        ("1", bench_recorder),
+        ("2", lambda: bench_service(profile=profile)),
+        ("2", bench_service_wrk),
+        ("3", bench_send),
+        ("4", bench_ttft),
+        ("5", bench_messages),
+    ]:
+        if not only or number in only:
+            bench()

@@ -309,3 +309,33 @@ def test_a_scenario_latency_for_one_source_leaves_the_others_as_the_service_star
         svc.configure(latency={"web": 0.5})  # left over from an earlier experiment
         svc.scenario(latency={"api": 0.6})
         assert svc.latency == {"web": 0.1, "api": 0.6}
+
+
+# -- the library's layers -----------------------------------------------------------------------
+def _local_imports() -> dict[str, set[str]]:
+    """agency_lib's modules and the agency_lib modules each imports (anywhere in it, lazily too)."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent.parent / "agency_lib"
+    modules = {p.stem: p for p in package.glob("*.py")}
+    imports = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                found.add(node.module.split(".")[0])
+        imports[name] = found & set(modules)
+    return imports
+
+
+def test_the_service_knows_nothing_of_its_clients_and_no_module_imports_in_a_circle():
+    imports = _local_imports()
+    assert not imports["service"] & {"tools", "clients", "agency"}, imports["service"]
+    assert "timing" not in imports["graph_timing"]
+
+    def reaches(start: str, goal: str, seen: frozenset[str] = frozenset()) -> bool:
+        return any(m == goal or (m not in seen and reaches(m, goal, seen | {m})) for m in imports[start])
+
+    circles = sorted(m for m in imports if reaches(m, m))
+    assert not circles, f"these modules import themselves through others: {circles}"

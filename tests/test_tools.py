@@ -32,7 +32,7 @@ from agency_lib import (
     web_search,
     web_search_blocking,
 )
-from agency_lib import tools as tools_module
+from agency_lib import clients as clients_module
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def run(coro):
 
 def shared_client() -> httpx.AsyncClient | None:
     """The tools' shared client on the running loop, if there is one."""
-    _, client = tools_module._clients.get(asyncio.get_running_loop(), (None, None))
+    _, client = clients_module._clients.get((asyncio.get_running_loop(), "search"), (None, None))
     return client
 
 
@@ -427,7 +427,7 @@ def test_no_client_is_kept_for_an_event_loop_that_has_ended(service):
 
     async def main():
         await web_search("q")
-        return list(tools_module._clients) == [asyncio.get_running_loop()]
+        return list(clients_module._clients) == [(asyncio.get_running_loop(), "search")]
 
     assert run(main())  # the three ended loops' clients were let go...
     gc.collect()  # ...so the garbage collector reclaims them (and their sockets) now, in this test
