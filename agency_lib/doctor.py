@@ -31,6 +31,7 @@ __all__ = ["run_doctor", "DoctorReport", "REQUIRED", "NOT_FOR_THE_KERNEL"]
 REQUIRED = {
     "langgraph": "1.2.24",
     "langchain-core": "1.8.3",
+    "langchain-openai": "1.7.4",
     "langgraph-checkpoint-sqlite": "3.1.2",
     "httpx": "0.28.1",
     "starlette": "1.10.0",
