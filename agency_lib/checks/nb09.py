@@ -404,7 +404,7 @@ async def check_agency(
     answered, errors = _tasks_of(resumed.final)
     if stopped.error is not None or resumed.error is not None:
         report.add("resumable", _failure(stopped if stopped.error else resumed, "the stopped or the resumed run"))
-    elif resumed.cached < 3 or rerun >= tasks:
+    elif resumed.cached < 1 or rerun >= tasks:
         report.add(
             "resumable",
             failed(
