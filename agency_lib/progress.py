@@ -8,28 +8,47 @@
 * `critical_path` finds, in a recording, the longest chain of waits that had to happen one
   after another: a retry after the attempt that failed (plus its back-off), and a request
   that could only start when a full service freed a slot.
+* `lower_bound` is what no schedule of the same requests can beat: the longest retry chain
+  (attempts plus the back-offs slept, recorded by `recorded_sleep`) or the service's busy
+  time divided by its capacity, whichever is longer.
+* `slot_lanes` redraws a recording's requests as the service's slots: one lane per request
+  in flight, so a chart shows how full the service was, and any request over its capacity.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from .timing import Recorder, Span
+from .timing import Recorder, Span, active_recorder
 
-__all__ = ["PhaseProgress", "timing_table", "CriticalPath", "critical_path", "HTTP_GROUPS"]
+__all__ = [
+    "PhaseProgress",
+    "timing_table",
+    "CriticalPath",
+    "critical_path",
+    "LowerBound",
+    "lower_bound",
+    "recorded_sleep",
+    "slot_lanes",
+    "HTTP_GROUPS",
+    "BACKOFF_GROUP",
+]
 
 #: The groups (sources) whose requests go to the local search service and share its capacity.
 HTTP_GROUPS = ("web", "api")
 #: The order of statuses in a phase line; any other status follows, alphabetically.
-STATUS_ORDER = ("ok", "failed", "retried")
+STATUS_ORDER = ("ok", "gap", "failed", "retried")
+#: The group of the back-off waits that `recorded_sleep` records.
+BACKOFF_GROUP = "back-off"
 
 
 class PhaseProgress:
-    """Print one line per finished phase of a streamed run.
+    """Print one line per finished phase of a streamed run, and lines during a long phase.
 
     Nodes report with the custom stream: ``get_stream_writer()({"phase": "research",
     "status": "ok"})`` (``status`` is any word; ``text`` replaces the summary of a phase
@@ -38,16 +57,26 @@ class PhaseProgress:
     (or use ``with PhaseProgress() as progress:``).
 
     A phase's line is printed when the next phase starts (or at `close`), stamped with the
-    time of the phase's last event since the progress began.
+    time of the phase's last event since the progress began. With ``every=n``, a phase with
+    many tasks also prints ``… n tasks done`` after every n finished tasks, while it runs.
+
+    On a resume LangGraph replays the writes saved before the stop on the ``updates`` stream
+    and marks them ``{"__metadata__": {"cached": True}}``: they are counted as
+    ``from the checkpoint``, not as work done now.
     """
 
-    def __init__(self, print_fn: Callable[[str], None] = print, width: int = 10) -> None:
+    def __init__(self, print_fn: Callable[[str], None] = print, width: int = 10, every: int | None = None) -> None:
         if not callable(print_fn):
             raise TypeError(f"print_fn must be a function that takes a line, like print, not {print_fn!r}.")
         if not isinstance(width, int) or isinstance(width, bool) or width < 1:
             raise ValueError(f"width is the column width of the phase names (an int ≥ 1), not {width!r}.")
+        if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
+            raise ValueError(
+                f"every is how many finished tasks make a progress line (an int ≥ 1, or None), not {every!r}."
+            )
         self._print = print_fn
         self._width = width
+        self._every = every
         self._t0 = time.perf_counter()
         self.lines: list[str] = []
         self._phase: str | None = None
@@ -55,6 +84,7 @@ class PhaseProgress:
         self._statuses: Counter[str] = Counter()
         self._texts: list[str] = []
         self._updates: list[dict[str, Any]] = []
+        self._cached = 0
 
     # -- feeding -------------------------------------------------------------------------
     def feed(self, mode: str, chunk: Any) -> None:
@@ -73,11 +103,17 @@ class PhaseProgress:
         elif mode == "updates":
             if not isinstance(chunk, dict):
                 raise ValueError(f"an 'updates' item is a dict {{node: update}}; got {chunk!r}.")
+            meta = chunk.get("__metadata__")
+            cached = isinstance(meta, dict) and bool(meta.get("cached"))
             for node, update in chunk.items():
-                if node.startswith("__"):  # __interrupt__ and friends: not a phase
+                if node.startswith("__"):  # __metadata__, __interrupt__: not a phase
                     continue
                 self._event(node)
-                self._updates.append(update if isinstance(update, dict) else {})
+                if cached:
+                    self._cached += 1
+                else:
+                    self._updates.append(update if isinstance(update, dict) else {})
+                    self._tick()
         else:
             raise ValueError(
                 f"stream mode {mode!r} is not one PhaseProgress reads; stream with "
@@ -101,17 +137,22 @@ class PhaseProgress:
             self._phase = phase
         self._last = time.perf_counter() - self._t0
 
+    def _tick(self) -> None:
+        done = len(self._updates)
+        if self._every is not None and done % self._every == 0:
+            self._emit(f"[{self._last:5.2f} s] {self._phase:<{self._width}} … {done} tasks done")
+
     def _summary(self) -> str:
         reported = sum(n for status, n in self._statuses.items() if status != "retried")
-        tasks = max(len(self._updates), reported)
+        tasks = max(len(self._updates), reported) + self._cached
         if tasks <= 1 and self._texts:
             return "; ".join(self._texts)
-        if self._statuses:
+        if self._statuses or self._cached:
             order = [s for s in STATUS_ORDER if s in self._statuses]
             order += sorted(set(self._statuses) - set(STATUS_ORDER))
             parts = [f"{self._statuses[s]} {s}" for s in order]
-            if tasks > reported:  # updates without an event: writes restored from a checkpoint
-                parts.append(f"{tasks - reported} from the checkpoint")
+            if self._cached:
+                parts.append(f"{self._cached} from the checkpoint")
             return f"{tasks} tasks: " + ", ".join(parts)
         sizes: Counter[str] = Counter()
         for update in self._updates:
@@ -119,16 +160,19 @@ class PhaseProgress:
                 sizes[key] += len(value) if isinstance(value, list) else 1
         return ", ".join(f"{key} {n}" for key, n in sorted(sizes.items())) or "done"
 
+    def _emit(self, line: str) -> None:
+        self.lines.append(line)
+        self._print(line)
+
     def _flush(self) -> None:
         if self._phase is None:
             return
-        line = f"[{self._last:5.2f} s] {self._phase:<{self._width}} {self._summary()}"
-        self.lines.append(line)
-        self._print(line)
+        self._emit(f"[{self._last:5.2f} s] {self._phase:<{self._width}} {self._summary()}")
         self._phase = None
         self._statuses.clear()
         self._texts.clear()
         self._updates.clear()
+        self._cached = 0
 
 
 # -- after the run: tables ---------------------------------------------------------------------
@@ -273,3 +317,102 @@ def critical_path(
         node, wait = prev[node]
         backoff += wait
     return CriticalPath(tuple(reversed(chain)), backoff, best[end])
+
+
+# -- after the run: the lower bound --------------------------------------------------------------
+async def recorded_sleep(delay: float, name: str) -> None:
+    """``await asyncio.sleep(delay)``, recorded as a span of group ``"back-off"`` named `name`.
+
+    Name it like the call it waits to retry (``"web: async python"``), so `lower_bound`
+    counts the wait on that call's retry chain and a Gantt chart draws it in the call's lane.
+    """
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
+        raise ValueError(f"delay is a number of seconds ≥ 0, not {delay!r}.")
+    rec = active_recorder()
+    if rec is None:
+        await asyncio.sleep(delay)
+        return
+    async with rec.span(name, group=BACKOFF_GROUP):
+        await asyncio.sleep(delay)
+
+
+@dataclass(frozen=True)
+class LowerBound:
+    """What no schedule of a run's requests could beat, from its recording (seconds)."""
+
+    chain: float  # the longest retry chain: one call's attempts plus the back-offs it slept
+    chain_name: str  # the call of that chain
+    service: float  # the service's busy time (every request, failed ones too) ÷ its capacity
+    capacity: int
+
+    @property
+    def length(self) -> float:
+        """max(chain, service): the lower bound itself."""
+        return max(self.chain, self.service)
+
+    def __str__(self) -> str:
+        return (
+            f"lower bound {self.length:.2f} s = max(longest retry chain {self.chain:.2f} s "
+            f"[{self.chain_name}], Σ service time ÷ {self.capacity} slots {self.service:.2f} s)"
+        )
+
+
+def lower_bound(
+    recording: Recorder | Sequence[Span],
+    *,
+    capacity: int,
+    groups: Sequence[str] = ("web", "kb", "api"),
+    http_groups: Sequence[str] = HTTP_GROUPS,
+) -> LowerBound:
+    """The honest lower bound of a research phase: max(longest retry chain, Σ service time ÷ capacity).
+
+    * A call's retry chain is the sum of its attempts (tool spans of one name) and of the
+      back-offs it slept (spans of group ``"back-off"`` with that name, see `recorded_sleep`):
+      its attempts cannot overlap.
+    * The service serves at most `capacity` requests at a time, so its requests (groups in
+      `http_groups`, every attempt) need at least their total time ÷ `capacity`.
+    """
+    if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
+        raise ValueError(f"capacity is the service's limit of requests in flight (an int ≥ 1), not {capacity!r}.")
+    spans = _spans(recording)
+    tools = [s for s in spans if s.group in groups]
+    if not tools:
+        raise ValueError(
+            f"no tool span of the groups {list(groups)} in the recording: record the run with `with rec:`."
+        )
+    chains: Counter[str] = Counter()
+    for s in tools:
+        chains[s.name] += s.duration
+    for s in spans:
+        if s.group == BACKOFF_GROUP and s.name in chains:
+            chains[s.name] += s.duration
+    name, chain = max(chains.items(), key=lambda kv: (kv[1], kv[0]))
+    busy = sum(s.duration for s in tools if s.group in http_groups)
+    return LowerBound(chain=chain, chain_name=name, service=busy / capacity, capacity=capacity)
+
+
+def slot_lanes(
+    recording: Recorder | Sequence[Span],
+    *,
+    http_groups: Sequence[str] = HTTP_GROUPS,
+    group: Callable[[Span], str] | None = None,
+) -> list[Span]:
+    """The requests of `http_groups`, one lane per slot they held: ``slot 1``, ``slot 2``, ….
+
+    Each request goes into the lowest slot free when it started, so the number of lanes is
+    the peak of requests in flight: a lane past the service's capacity shows requests over
+    it. ``group(span)`` may recolour the spans (by topic, say); by default they keep theirs.
+    """
+    if group is not None and not callable(group):
+        raise TypeError(f"group must be a function group(span) -> str, or None, not {group!r}.")
+    requests = sorted((s for s in _spans(recording) if s.group in http_groups), key=lambda s: (s.start, s.end))
+    free_at: list[float] = []  # per slot: when its request ends
+    out: list[Span] = []
+    for s in requests:
+        slot = next((i for i, end in enumerate(free_at) if end <= s.start), len(free_at))
+        if slot == len(free_at):
+            free_at.append(s.end)
+        else:
+            free_at[slot] = s.end
+        out.append(replace(s, lane=f"slot {slot + 1}", group=group(s) if group else s.group))
+    return out

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from langgraph.types import RetryPolicy
 
 from agency_lib import Recorder
-from agency_lib.progress import PhaseProgress, critical_path, timing_table
+from agency_lib.progress import PhaseProgress, critical_path, lower_bound, recorded_sleep, slot_lanes, timing_table
 
 
 def feed_all(progress: PhaseProgress, items: list[tuple[str, object]]) -> list[str]:
@@ -38,12 +40,36 @@ def test_one_line_per_phase_whatever_order_the_tasks_finish_in():
     assert feed_all(PhaseProgress(print_fn=lambda line: None), shuffled) == expected
 
 
-def test_updates_without_an_event_are_reported_as_restored_from_the_checkpoint():
-    events = [("updates", {"researcher": {"findings": [1]}}) for _ in range(3)]
+def test_writes_replayed_on_resume_are_read_from_the_cached_marker():
+    # What LangGraph streams on resume: the saved writes, marked cached, then the tasks that run now.
+    events = [("updates", {"researcher": {"findings": [1]}, "__metadata__": {"cached": True}}) for _ in range(3)]
     events.append(("custom", {"phase": "researcher", "status": "ok"}))
     events.append(("updates", {"researcher": {"findings": [2]}}))
     assert feed_all(PhaseProgress(print_fn=lambda line: None), events) == [
         "researcher 4 tasks: 1 ok, 3 from the checkpoint"
+    ]
+
+
+def test_an_update_without_an_event_is_not_guessed_to_come_from_the_checkpoint():
+    events = [("updates", {"researcher": {"findings": [1]}}), ("updates", {"researcher": {"findings": [2]}})]
+    events.append(("custom", {"phase": "researcher", "status": "ok"}))
+    assert feed_all(PhaseProgress(print_fn=lambda line: None), events) == ["researcher 2 tasks: 1 ok"]
+
+
+def test_every_prints_lines_while_a_long_phase_runs():
+    printed: list[str] = []
+    progress = PhaseProgress(print_fn=printed.append, every=2)
+    progress.feed("updates", {"planner": {"queries": ["a"]}})
+    for _ in range(5):
+        progress.feed("custom", {"phase": "researcher", "status": "ok"})
+        progress.feed("updates", {"researcher": {"findings": [1]}})
+    progress.feed("updates", {"researcher": {"findings": [1]}, "__metadata__": {"cached": True}})
+    progress.close()
+    assert [line.split("] ", 1)[1] for line in printed] == [
+        "planner    queries 1",
+        "researcher … 2 tasks done",
+        "researcher … 4 tasks done",
+        "researcher 6 tasks: 5 ok, 1 from the checkpoint",
     ]
 
 
@@ -142,3 +168,69 @@ def test_critical_path_explains_bad_arguments():
         critical_path(rec, capacity=4, retry=3)
     with pytest.raises(TypeError, match="Recorder or a list of Span"):
         critical_path("spans", capacity=4)  # type: ignore[arg-type]
+
+
+# -- lower_bound, recorded_sleep, slot_lanes ------------------------------------------------------
+def test_the_lower_bound_is_the_service_time_over_capacity_when_the_service_is_the_bottleneck():
+    rec = Recorder()
+    for i in range(8):  # 8 requests of 0.25 s through 2 slots: at least 1 s
+        rec.add(f"web: q{i}", 0.25 * (i // 2), 0.25 * (i // 2) + 0.25, group="web")
+    rec.add("kb: q0", 0.0, 0.18, group="kb")  # the kb does not use the service
+    bound = lower_bound(rec, capacity=2)
+    assert bound.service == pytest.approx(1.0)
+    assert bound.chain == pytest.approx(0.25)
+    assert bound.length == pytest.approx(1.0)
+    assert "Σ service time ÷ 2 slots 1.00 s" in str(bound)
+
+
+def test_the_lower_bound_is_the_retry_chain_with_its_back_offs_when_it_is_longer():
+    rec = Recorder()
+    rec.add("api: q", 0.0, 0.3, group="api", outcome="error")
+    rec.add("api: q", 0.5, 0.8, group="back-off")  # slept before the retry
+    rec.add("api: q", 0.8, 1.1, group="api")
+    rec.add("web: q", 0.0, 0.25, group="web")
+    bound = lower_bound(rec, capacity=4)
+    assert bound.chain_name == "api: q"
+    assert bound.chain == pytest.approx(0.9)  # 0.3 + 0.3 back-off + 0.3: the 0.2 s spent queueing is not counted
+    assert bound.length == pytest.approx(0.9)
+
+
+def test_recorded_sleep_records_a_back_off_span_only_inside_a_recorder():
+    async def main():
+        await recorded_sleep(0.0, "web: q")  # no recorder: just a sleep
+        rec = Recorder()
+        with rec:
+            await recorded_sleep(0.01, "web: q")
+        return rec
+
+    rec = asyncio.run(main())
+    assert [(s.name, s.group) for s in rec.spans] == [("web: q", "back-off")]
+    with pytest.raises(ValueError, match="seconds"):
+        asyncio.run(recorded_sleep(-1, "web: q"))
+
+
+def test_slot_lanes_put_each_request_in_the_lowest_free_slot():
+    rec = Recorder()
+    rec.add("web: a", 0.0, 0.3, group="web")
+    rec.add("api: a", 0.0, 0.2, group="api")
+    rec.add("web: b", 0.2, 0.4, group="web")  # takes api: a's slot
+    rec.add("kb: a", 0.0, 0.2, group="kb")  # not a request to the service
+    lanes = slot_lanes(rec, group=lambda s: "topic A")
+    assert [(s.name, s.lane, s.group) for s in lanes] == [
+        ("api: a", "slot 1", "topic A"),
+        ("web: a", "slot 2", "topic A"),
+        ("web: b", "slot 1", "topic A"),
+    ]
+    with pytest.raises(TypeError, match="group"):
+        slot_lanes(rec, group="topic")  # type: ignore[arg-type]
+
+
+def test_lower_bound_explains_bad_arguments():
+    rec = Recorder()
+    rec.add("planner", 0.0, 0.1, group="planner")
+    with pytest.raises(ValueError, match="no tool span"):
+        lower_bound(rec, capacity=2)
+    with pytest.raises(ValueError, match="capacity"):
+        lower_bound(rec, capacity=0)
+    with pytest.raises(ValueError, match="every"):
+        PhaseProgress(every=0)
