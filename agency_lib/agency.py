@@ -169,7 +169,7 @@ def _uses_provider() -> bool:
     return bool(os.environ.get(ENV_MODEL, "").strip() or os.environ.get(ENV_BASE_URL, "").strip())
 
 
-async def _ask(messages: list[dict[str, str]]) -> str:
+async def _ask(messages: list[dict[str, str]], max_retries: int = CHAT_MAX_RETRIES) -> str:
     """The chat model's answer to `messages`; without a service (and no provider), composed here."""
     if not _uses_provider():
         try:
@@ -177,24 +177,31 @@ async def _ask(messages: list[dict[str, str]]) -> str:
         except RuntimeError:  # no local service: the same answer, without the HTTP
             await asyncio.sleep(WRITER_LATENCY)
             return compose_reply(messages)
-        model = chat_model(http_async_client=await shared_client("chat"))
+        model = chat_model(max_retries=max_retries, http_async_client=await shared_client("chat"))
         return (await model.ainvoke(messages)).text
     # A provider: a client of this call's own. (A ChatOpenAI made without one shares a client that
     # langchain-openai caches per base URL, across event loops: the next asyncio.run would get
     # "RuntimeError: Event loop is closed".)
     async with httpx.AsyncClient() as http:
-        return (await chat_model(http_async_client=http).ainvoke(messages)).text
+        return (await chat_model(max_retries=max_retries, http_async_client=http).ainvoke(messages)).text
 
 
-async def writer(state: AgencyState) -> dict[str, Any]:
-    """Writer node: a draft from the findings, written by the chat model (see the module's docstring)."""
-    return {"draft": await _ask(writer_messages(state["topic"], state.get("findings", [])))}
+async def writer(state: AgencyState, *, max_retries: int = CHAT_MAX_RETRIES) -> dict[str, Any]:
+    """Writer node: a draft from the findings, written by the chat model (see the module's docstring).
+
+    ``max_retries`` is the chat client's own retries: pass 0 when the node has a ``RetryPolicy``,
+    so that only one layer retries.
+    """
+    return {"draft": await _ask(writer_messages(state["topic"], state.get("findings", [])), max_retries)}
 
 
-async def editor(state: AgencyState) -> dict[str, Any]:
-    """Editor node: approve a draft that cites every source, else send it back (counted in `revisions`)."""
+async def editor(state: AgencyState, *, max_retries: int = CHAT_MAX_RETRIES) -> dict[str, Any]:
+    """Editor node: approve a draft that cites every source, else send it back (counted in `revisions`).
+
+    ``max_retries``: as for `writer`.
+    """
     draft = state.get("draft", "")
-    missing = editor_verdict(await _ask(editor_messages(draft)))
+    missing = editor_verdict(await _ask(editor_messages(draft), max_retries))
     revisions = state.get("revisions", 0) + 1
     approved = not missing or revisions >= 3
     article = draft if not missing else draft + "\n\n(editor: missing sources " + ", ".join(missing) + ")"

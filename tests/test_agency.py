@@ -205,3 +205,16 @@ def test_chat_model_checks_its_arguments(kwargs):
 )
 def test_the_editor_reads_a_verdict(reply, missing):
     assert editor_verdict(reply) == missing
+
+
+def test_max_retries_0_leaves_the_retrying_to_the_node_and_the_default_retries_in_the_client(mode, local_service):
+    if mode == "no service":
+        return  # no HTTP, nothing to retry
+    with local_service.scenario(chat_ttft=0.0, chat_failure_rate=1.0, chat_retry_after=0.0):
+        with pytest.raises(Exception, match="503|500"):
+            run(writer({"topic": "t", "findings": FINDINGS}, max_retries=0))
+        assert local_service.chat_stats().requests == 1  # one request: the client did not retry
+    with local_service.scenario(chat_ttft=0.0, chat_failure_rate=1.0, chat_retry_after=0.0):
+        with pytest.raises(Exception, match="503|500"):
+            run(editor({"draft": "d"}))
+        assert local_service.chat_stats().requests == 3  # the SDK's default: 1 + 2 retries
