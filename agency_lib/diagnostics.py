@@ -161,25 +161,50 @@ _CORO = re.compile(r"coro=<(\S+?)\(\) (running at|done, defined at) (.+?):(\d+)>
 _HANDLE = re.compile(r"^<\w*Handle (\S+?) at (.+?):(\d+)")
 
 
+# The loop's private attribute that holds the handle it is running (set in debug mode, there since
+# Python 3.4 but not an API: uvloop's loop, for one, has no such attribute). Through it the report
+# reaches the task object, and so its whole await chain; without it, only the log record's text.
+_CURRENT_HANDLE = "_current_handle"
+
+
 def _slow_step(record: logging.LogRecord, loop: asyncio.AbstractEventLoop) -> SlowStep | None:
-    """The SlowStep in an asyncio 'Executing %s took %.3f seconds' record, or None for another record."""
+    """The SlowStep in an asyncio 'Executing %s took %.3f seconds' record, or None for another record.
+
+    Never raises: whatever the loop or the record looks like, the step is read as well as it can be.
+    """
     if record.msg != "Executing %s took %.3f seconds" or not isinstance(record.args, tuple) or len(record.args) != 2:
         return None
-    text, seconds = str(record.args[0]), float(record.args[1])
-    # While the record is logged the loop still holds the handle it ran (private, but there since 3.4):
-    # from it we reach the task itself, and see where it waits now.
-    handle = getattr(loop, "_current_handle", None)
+    try:
+        text, seconds = str(record.args[0]), float(record.args[1])
+    except (TypeError, ValueError):
+        return None
+    try:
+        step = _step_from_task(seconds, loop)
+    except Exception:  # an unexpected handle or coroutine: fall back to the record's text
+        step = None
+    return step or _step_from_text(text, seconds)
+
+
+def _step_from_task(seconds: float, loop: asyncio.AbstractEventLoop) -> SlowStep | None:
+    """The step read from the task the loop has just run, or None if the loop does not say which."""
+    # While the record is logged the loop still holds the handle it ran: from it we reach the task
+    # itself, and see where it waits now.
+    handle = getattr(loop, _CURRENT_HANDLE, None)
     task = getattr(getattr(handle, "_callback", None), "__self__", None)
-    if isinstance(task, asyncio.Task):
-        if not task.done():
-            chain, where = _await_chain(task)
-            if chain:
-                return SlowStep(seconds, task.get_name(), chain, where)
-        coro = task.get_coro()
-        code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
-        defined = f"{_short_path(code.co_filename)}:{code.co_firstlineno}" if code else ""
-        return SlowStep(seconds, task.get_name(), (getattr(coro, "__qualname__", "?"),), defined, task.done())
-    # No task object at hand: read what the record says.
+    if not isinstance(task, asyncio.Task):
+        return None
+    if not task.done():
+        chain, where = _await_chain(task)
+        if chain:
+            return SlowStep(seconds, task.get_name(), chain, where)
+    coro = task.get_coro()
+    code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
+    defined = f"{_short_path(code.co_filename)}:{code.co_firstlineno}" if code else ""
+    return SlowStep(seconds, task.get_name(), (getattr(coro, "__qualname__", "?"),), defined, task.done())
+
+
+def _step_from_text(text: str, seconds: float) -> SlowStep:
+    """The step read from the record's text alone: the task's name and its outermost coroutine."""
     name, coro_match = _TASK_NAME.search(text), _CORO.search(text)
     if text.startswith("<Task") and name and coro_match:
         finished = coro_match.group(2) != "running at"
@@ -189,7 +214,7 @@ def _slow_step(record: logging.LogRecord, loop: asyncio.AbstractEventLoop) -> Sl
     if handle_match:
         where = f"{_short_path(handle_match.group(2))}:{handle_match.group(3)}"
         return SlowStep(seconds, None, (handle_match.group(1),), where)
-    return SlowStep(seconds, None, (text.split(" ")[0].lstrip("<"),), "")
+    return SlowStep(seconds, None, (text.split(" ")[0].lstrip("<") or "?",), "")
 
 
 class _Collect(logging.Handler):
@@ -206,7 +231,10 @@ class _Collect(logging.Handler):
         if record.thread != self.thread:
             return  # another thread's event loop (the search service's, say): not ours to report
         self.records.append(record)
-        step = _slow_step(record, self.loop)
+        try:
+            step = _slow_step(record, self.loop)
+        except Exception as exc:  # never let a report break the loop that it reports on
+            step = SlowStep(0.0, None, (f"(could not read this record: {type(exc).__name__}: {exc})",), "")
         if step is not None:
             self.steps.append(step)
 
@@ -220,6 +248,11 @@ class report_slow_callbacks:  # noqa: N801 - used like a function: `with report_
     record comes here instead, and when the block ends each slow step is printed (and kept
     in ``.steps``): how long it held the loop, the task's name, the coroutines it is in,
     outermost first, and the line of its next `await`, just after the blocking code.
+
+    To show the task's whole await chain it reads the loop's private ``_current_handle``
+    (the handle that has just run; asyncio's own loops have it since Python 3.4). On a
+    loop without it, the report falls back to the log record's text (the task's name and
+    outermost coroutine) and says so.
 
     On exit, also on error, the loop's debug mode, its ``slow_callback_duration`` and the
     ``asyncio`` logger's level, handlers and propagation are put back as they were.
@@ -238,6 +271,7 @@ class report_slow_callbacks:  # noqa: N801 - used like a function: `with report_
         self.threshold = float(threshold)
         self.steps: list[SlowStep] = []
         self.records: list[logging.LogRecord] = []
+        self.sees_tasks = True
 
     def __enter__(self) -> report_slow_callbacks:
         try:
@@ -251,6 +285,7 @@ class report_slow_callbacks:  # noqa: N801 - used like a function: `with report_
         self._logger = logging.getLogger("asyncio")
         self._saved = (loop.get_debug(), loop.slow_callback_duration, self._logger.level, self._logger.propagate)
         self._handler = _Collect(loop)
+        self.sees_tasks = hasattr(loop, _CURRENT_HANDLE)  # else only the log record's text (see _CURRENT_HANDLE)
         self._logger.addHandler(self._handler)
         if self._logger.getEffectiveLevel() > logging.WARNING:
             self._logger.setLevel(logging.WARNING)
@@ -293,4 +328,10 @@ class report_slow_callbacks:  # noqa: N801 - used like a function: `with report_
         n = len(self.steps)
         lines = [f"debug mode: {n} step{'s' if n > 1 else ''} held the loop for {self.threshold:g} s or more"]
         ordered = sorted(self.steps, key=lambda s: (s.task or "", s.coroutines, s.where))
-        return "\n".join(lines + [f"  {step}" for step in ordered])
+        lines += [f"  {step}" for step in ordered]
+        if not self.sees_tasks:
+            lines.append(
+                f"  (this event loop has no `loop.{_CURRENT_HANDLE}`, the private attribute that leads to the task: "
+                "each step shows only what the log record says, the task's outermost coroutine)"
+            )
+        return "\n".join(lines)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -166,6 +167,33 @@ def test_check_blocking_helper_rejects_a_fast_helper_and_the_tasks_own_coroutine
     assert not fb.ok and "kept the loop free" in str(fb)
     fb = run(nb05.check_blocking_helper(research_one))
     assert not fb.ok and "is an `async def`" in str(fb)
+
+
+async def research_brief(findings: list[dict]) -> list[dict]:
+    async def one() -> list[dict]:
+        await asyncio.sleep(0)
+        return tag_licences(normalise(findings))
+
+    return await one()
+
+
+def already_published(findings: list[dict]) -> bool:
+    time.sleep(0.12)  # noqa: ASYNC251 (blocks too, but research_brief never calls it)
+    return False
+
+
+def test_check_blocking_helper_with_the_pipeline_wants_a_helper_that_it_calls() -> None:
+    assert run(nb05.check_blocking_helper(tag_licences, research_brief)).ok  # called from a nested function
+    fb = run(nb05.check_blocking_helper(already_published, research_brief))
+    assert not fb.ok and "research_brief never calls already_published" in str(fb)
+    with pytest.raises(TypeError, match="pipeline is the slow async function itself"):
+        run(nb05.check_blocking_helper(tag_licences, "research_brief"))  # type: ignore[arg-type]
+
+
+def test_check_stuck_without_the_private_fut_waiter_goes_by_the_chain() -> None:
+    no_waiter = SimpleNamespace()  # a task object of a Python without `_fut_waiter`
+    assert nb05._waits_for_tasks(no_waiter, ["boss", "gather"])  # type: ignore[arg-type]
+    assert not nb05._waits_for_tasks(no_waiter, ["collect", "Queue.get"])  # type: ignore[arg-type]
 
 
 def test_check_blocking_helper_without_an_answer_or_with_a_wrong_kind_of_answer() -> None:

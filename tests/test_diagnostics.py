@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from types import SimpleNamespace
 
 import pytest
 
+from agency_lib import diagnostics
 from agency_lib.diagnostics import report_loop_errors, report_slow_callbacks, report_unawaited
 
 
@@ -121,6 +123,57 @@ def test_report_slow_callbacks_reports_a_task_that_finished_in_its_slow_step_and
     assert by_task["one-step"].finished and by_task["one-step"].where == defined
     assert f"(defined at {defined}), finished in that step" in str(by_task["one-step"])
     assert by_task[None].coroutines == ("_hold_the_loop()",) and "callback _hold_the_loop()" in str(by_task[None])
+
+
+def test_report_slow_callbacks_on_a_loop_without_its_private_handle_reads_the_log_record(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # uvloop, say, has no `_current_handle`: the report still names the task and its next await, and says why
+    # it shows only the outermost coroutine.
+    monkeypatch.setattr(diagnostics, "_CURRENT_HANDLE", "_no_such_attribute")
+
+    async def main() -> report_slow_callbacks:
+        with report_slow_callbacks(threshold=0.1) as report:
+            await asyncio.create_task(_enrich(), name="enrich")
+        return report
+
+    report = asyncio.run(main())
+    (step,) = [s for s in report.steps if s.task == "enrich"]
+    assert (
+        step.coroutines == ("_enrich",) and step.where == f"test_diagnostics.py:{_enrich.__code__.co_firstlineno + 3}"
+    )
+    assert "has no `loop._no_such_attribute`" in capsys.readouterr().out
+
+
+def test_a_slow_step_is_read_from_the_text_when_the_handle_is_not_what_we_expect() -> None:
+    class Odd:
+        @property
+        def _callback(self) -> None:
+            raise RuntimeError("not a handle we know")
+
+    text = "<Task pending name='kb: x' coro=<research_one() running at /somewhere/agency.py:12>>"
+    record = logging.LogRecord(
+        "asyncio", logging.WARNING, __file__, 1, "Executing %s took %.3f seconds", (text, 0.2), None
+    )
+    step = diagnostics._slow_step(record, SimpleNamespace(_current_handle=Odd()))  # type: ignore[arg-type]
+    assert step == diagnostics.SlowStep(0.2, "kb: x", ("research_one",), "agency.py:12")
+    other = logging.LogRecord("asyncio", logging.WARNING, __file__, 1, "Executing %s took %s seconds", ("?", "x"), None)
+    assert diagnostics._slow_step(other, SimpleNamespace()) is None  # type: ignore[arg-type]
+
+
+def test_a_report_that_cannot_be_read_does_not_break_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(record: logging.LogRecord, loop: object) -> None:
+        raise AttributeError("_fut_waiter")
+
+    monkeypatch.setattr(diagnostics, "_slow_step", broken)
+
+    async def main() -> report_slow_callbacks:
+        with report_slow_callbacks(threshold=0.1) as report:
+            await asyncio.create_task(_enrich(), name="enrich")
+        return report
+
+    steps = asyncio.run(main()).steps
+    assert steps and "could not read this record: AttributeError: _fut_waiter" in str(steps[0])
 
 
 def test_report_slow_callbacks_says_so_when_no_step_was_slow(capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,8 +4,13 @@
   hangs, looks at every task it left pending and where each one waits, and says whether
   ``stuck_task`` (a task's name) is the one that waits on something no task will provide,
   and whether ``waits_in`` is the call it waits in;
-* ``await nb05.check_blocking_helper(helper)`` calls ``helper(findings)`` next to a
-  heartbeat and says whether it is the call that holds the event loop.
+* ``await nb05.check_blocking_helper(helper, pipeline)`` checks that ``pipeline`` calls
+  ``helper``, then calls ``helper(findings)`` next to a heartbeat and says whether it is
+  the call that holds the event loop.
+
+To tell a stuck task from one that only waits for other tasks, ``check_stuck`` reads the
+task's private ``_fut_waiter`` (what its repr shows as ``wait_for=...``); on a Python
+without it, it goes by the names in the task's await chain alone.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ def _chain(task: asyncio.Task[Any]) -> list[str]:
 
 
 def _waits_for_tasks(task: asyncio.Task[Any], names: list[str]) -> bool:
-    # What the task waits on right now (private, but what the task's repr shows as wait_for=...).
+    # What the task waits on right now: private (what the task's repr shows as wait_for=...), so read
+    # softly; without it, the names in the chain decide.
     awaited = getattr(task, "_fut_waiter", None)
     if isinstance(awaited, asyncio.Task) or type(awaited).__name__ == "_GatheringFuture":
         return True
@@ -154,8 +160,22 @@ _SAMPLE = [
 ]
 
 
-async def check_blocking_helper(helper: Any) -> Feedback:
-    """Check that ``helper`` (a function that takes a list of findings) is the one that holds the event loop."""
+def _names_called(code: Any) -> set[str]:
+    """The global and attribute names a function's code uses, nested functions included."""
+    names = set(code.co_names) | set(code.co_freevars)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            names |= _names_called(const)
+    return names
+
+
+async def check_blocking_helper(helper: Any, pipeline: Callable[..., Any] | None = None) -> Feedback:
+    """Check that ``helper`` (a function that takes a list of findings) is the one that holds the event loop.
+
+    With ``pipeline`` (the slow async function), the helper must also be one that it calls.
+    """
+    if pipeline is not None and not hasattr(pipeline, "__code__"):
+        raise TypeError(f"pipeline is the slow async function itself (e.g. research_brief), not {pipeline!r:.60}.")
     if helper is None:
         return failed(
             "blocking_helper is None: set it to the helper function you suspect (the function itself, "
@@ -171,6 +191,11 @@ async def check_blocking_helper(helper: Any) -> Feedback:
             f"{name} is an `async def`: the report names it because the slow step ran in it, but the "
             "blocking call is a plain function it calls between two awaits.",
             "look at the lines between the previous await and the end of the slow step: which call there blocks?",
+        )
+    if pipeline is not None and name not in _names_called(pipeline.__code__):
+        return failed(
+            f"{pipeline.__name__} never calls {name}: whatever {name} does, it is not what slows this pipeline down.",
+            f"pick one of the helpers that {pipeline.__name__}'s tasks call after their last await.",
         )
     findings = [dict(f) for f in _SAMPLE]
 
