@@ -81,6 +81,14 @@ async def chunks_not_pairs(app, inputs):
     return [c async for c, m in app.astream(inputs, stream_mode="messages")]
 
 
+async def node_and_chunk(app, inputs):
+    return [
+        (m["langgraph_node"], c)
+        async for c, m in app.astream(inputs, stream_mode="messages")
+        if m["langgraph_node"] == "writer" and c.content
+    ]
+
+
 async def stops_early(app, inputs):
     return (await right(app, inputs))[:3]
 
@@ -101,6 +109,7 @@ async def stub(app, inputs):
         (every_node, "the Editor asks the chat model too"),
         (with_empty, "the Editor asks the chat model too"),
         (chunks_not_pairs, "a pair of strings"),
+        (node_and_chunk, "a pair of strings"),
         (stops_early, "some are missing or repeated"),
         (None, "not a function"),
     ],

@@ -38,8 +38,12 @@ async def check_writer_tokens(fn: Callable[..., Any], app: Any, inputs: dict[str
             "stream with app.astream(inputs, stream_mode='messages'): each item is (chunk, metadata); "
             "keep (metadata['langgraph_node'], chunk.content) when the content is not empty.",
         )
-    if not all(isinstance(p, tuple) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in pairs):
-        bad = next(p for p in pairs if not (isinstance(p, tuple) and len(p) == 2))
+
+    def is_pair(p: object) -> bool:
+        return isinstance(p, tuple) and len(p) == 2 and all(isinstance(x, str) for x in p)
+
+    if not all(is_pair(p) for p in pairs):
+        bad = next(p for p in pairs if not is_pair(p))
         return failed(
             f"each item should be a pair of strings (node, token); one is {bad!r}.",
             "append (metadata['langgraph_node'], chunk.content), not the chunk itself.",
