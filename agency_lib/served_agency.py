@@ -90,19 +90,20 @@ def _build_agency():
 
 class NapState(TypedDict, total=False):
     seconds: float
-    slept: float
+    started: float  # wall-clock time (time.time()) the node started and ended: the run's running span
+    ended: float
 
 
 async def _nap(state: NapState) -> dict[str, Any]:
-    t0 = time.perf_counter()
+    started = time.time()
     await asyncio.sleep(state.get("seconds", 0.2))
-    return {"slept": time.perf_counter() - t0}
+    return {"started": started, "ended": time.time()}
 
 
 async def _blocking_nap(state: NapState) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    time.sleep(state.get("seconds", 0.2))  # the pitfall of notebook 04: this blocks the server's event loop
-    return {"slept": time.perf_counter() - t0}
+    started = time.time()
+    time.sleep(state.get("seconds", 0.2))  # noqa: ASYNC251 - notebook 04's pitfall: it blocks the server's loop
+    return {"started": started, "ended": time.time()}
 
 
 def _one_node(name: str, fn) -> Any:
