@@ -145,3 +145,36 @@ def test_an_unknown_graph_name_in_a_run_gets_the_servers_422_naming_the_graphs_i
 
     with pytest.raises(Exception, match=r"422(.|\n)*Invalid assistant: 'no-such-graph'(.|\n)*registered graphs: nap"):
         asyncio.run(ask())
+
+
+@slow
+def test_an_interrupted_body_stops_the_server_too():
+    with pytest.raises(KeyboardInterrupt):
+        with agent_server({"nap": GRAPHS["nap"]}) as server:
+            raise KeyboardInterrupt
+    assert gone(server.pid), "the server outlived an interrupted with block"
+
+
+@slow
+def test_serve_agency_prints_the_url_and_stops_both_servers_on_sigterm():
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agency_lib", "serve-agency"], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        first = proc.stdout.readline()
+        assert "Agent Server on http://127.0.0.1:" in first, first
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert children, "no langgraph dev child process"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        time.sleep(0.2)
+        assert all(gone(int(pid)) for pid in children), "langgraph dev outlived `serve-agency`"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.stdout.close()
