@@ -10,16 +10,13 @@ The server runs in a process of its own, where no search service was started: th
 service's URL comes from the environment variable ``AGENCY_SEARCH_URL`` (`agency_lib.server`
 sets it, and points the Writer and the Editor's chat model at the same service).
 
-Two more graphs serve notebook 10's experiments: ``nap`` (one async node that sleeps, the
-run whose queueing the lesson measures) and ``blocking`` (the same with ``time.sleep``, the
-blocking call the server's detector catches).
+Notebook 10's smaller experiments use the graphs of `agency_lib.served_naps`, which start faster.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import time
 from typing import Any, TypedDict
 
 import httpx
@@ -30,7 +27,7 @@ from langgraph.types import Send
 from agency_lib.agency import AgencyState, editor, planner, writer
 from agency_lib.tools import SOURCES, kb_search, search
 
-__all__ = ["agency", "nap", "blocking", "SEARCH_URL_ENV", "search_url"]
+__all__ = ["agency", "SEARCH_URL_ENV", "search_url"]
 
 SEARCH_URL_ENV = "AGENCY_SEARCH_URL"
 
@@ -88,32 +85,4 @@ def _build_agency():
     return g.compile()
 
 
-class NapState(TypedDict, total=False):
-    seconds: float
-    started: float  # wall-clock time (time.time()) the node started and ended: the run's running span
-    ended: float
-
-
-async def _nap(state: NapState) -> dict[str, Any]:
-    started = time.time()
-    await asyncio.sleep(state.get("seconds", 0.2))
-    return {"started": started, "ended": time.time()}
-
-
-async def _blocking_nap(state: NapState) -> dict[str, Any]:
-    started = time.time()
-    time.sleep(state.get("seconds", 0.2))  # noqa: ASYNC251 - notebook 04's pitfall: it blocks the server's loop
-    return {"started": started, "ended": time.time()}
-
-
-def _one_node(name: str, fn) -> Any:
-    g = StateGraph(NapState)
-    g.add_node(name, fn)
-    g.add_edge(START, name)
-    g.add_edge(name, END)
-    return g.compile()
-
-
 agency = _build_agency()
-nap = _one_node("nap", _nap)
-blocking = _one_node("nap", _blocking_nap)

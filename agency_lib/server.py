@@ -30,16 +30,19 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["agent_server", "AgentServer", "AgentServerError", "GRAPHS", "START_TIMEOUT", "free_port"]
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The graphs served by default: the repository's ``langgraph.json``, or the same names if it is absent.
-_SERVED = Path(__file__).resolve().parent / "served_agency.py"
-GRAPHS = {name: f"{_SERVED}:{name}" for name in ("agency", "nap", "blocking")}
+_HERE = Path(__file__).resolve().parent
+#: The graphs served by default: the repository's ``langgraph.json`` names the same ones.
+GRAPHS = {
+    "agency": f"{_HERE / 'served_agency.py'}:agency",
+    **{name: f"{_HERE / 'served_naps.py'}:{name}" for name in ("nap", "blocking", "busy")},
+}
 #: Seconds to wait for the server to answer before giving up (it starts in about 2 s).
 START_TIMEOUT = 30.0
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -89,6 +92,7 @@ class AgentServer:
         self.n_jobs_per_worker = n_jobs_per_worker
         self.url = f"http://127.0.0.1:{port}"
         self.start_seconds = float("nan")
+        self._final_log: str | None = None
 
     @property
     def pid(self) -> int:
@@ -99,7 +103,9 @@ class AgentServer:
         return self.proc.poll() is None
 
     def log(self) -> str:
-        """The server's output so far (stdout and stderr), without colour codes."""
+        """The server's output so far (stdout and stderr), without colour codes; kept after it stopped."""
+        if self._final_log is not None:
+            return self._final_log
         try:
             return _ANSI.sub("", self.log_path.read_text(errors="replace"))
         except FileNotFoundError:
@@ -111,6 +117,8 @@ class AgentServer:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the server's whole process group (SIGTERM, then SIGKILL after `timeout` s); idempotent."""
         _kill_group(self.proc, timeout)
+        if self._final_log is None:
+            self._final_log = self.log()  # kept: the log can be read after the server stopped
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __repr__(self) -> str:
@@ -180,7 +188,7 @@ def _search_url(search_url: str | None) -> str | None:
 
 @contextmanager
 def agent_server(
-    graphs: Mapping[str, str] | None = None,
+    graphs: Mapping[str, str] | Sequence[str] | None = None,
     *,
     config: str | Path | None = None,
     search_url: str | None = None,
@@ -193,23 +201,31 @@ def agent_server(
 ) -> Iterator[AgentServer]:
     """Run ``langgraph dev`` for the body of a ``with``; yields the running `AgentServer`.
 
-    * ``graphs``: ``{name: "path/to/file.py:variable"}``; default: those of ``config``, the
-      repository's ``langgraph.json`` (else `GRAPHS`).
+    * ``graphs``: the names of the graphs to serve, of those ``config`` names (the repository's
+      ``langgraph.json``, else `GRAPHS`), e.g. ``["nap"]``: fewer graphs start faster (the
+      agency's imports take a second); or ``{name: "path/to/file.py:variable"}``. Default: all.
     * ``search_url``: where the served graphs find the search service; default: the one this
       process started (``start_service()``), if any.
     * ``port``: default a free one. ``n_jobs_per_worker``: ``langgraph dev``'s own default is 1.
     * ``allow_blocking``: switch the server's blocking-call detector off (``--allow-blocking``).
     * ``timeout``: seconds to wait for the server to answer.
     """
-    if graphs is None:
+    if graphs is None or (isinstance(graphs, Sequence) and not isinstance(graphs, str)):
         path = Path(config) if config is not None else ROOT / "langgraph.json"
         if config is not None and not path.is_file():
             raise FileNotFoundError(f"config: no such file {str(path)!r} (a langgraph.json).")
-        graphs = _graphs_of(path) if path.is_file() else dict(GRAPHS)
+        known = _graphs_of(path) if path.is_file() else dict(GRAPHS)
+        names = list(known) if graphs is None else list(graphs)
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise ValueError(
+                f"no graph named {', '.join(map(repr, unknown)) or '(none)'}: {path.name} names {', '.join(known)}."
+            )
+        graphs = {n: known[n] for n in names}
     elif config is not None:
-        raise TypeError("give graphs= or config=, not both.")
+        raise TypeError("give a dict of graphs or config=, not both.")
     if not isinstance(graphs, Mapping) or not graphs or not all(isinstance(v, str) for v in graphs.values()):
-        raise TypeError(f"graphs maps names to 'file.py:variable' strings, not {graphs!r}.")
+        raise TypeError(f"graphs is a list of graph names, or a dict of names to 'file.py:variable', not {graphs!r}.")
     graphs = {name: _absolute(spec, Path.cwd()) for name, spec in graphs.items()}
     if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535):
         raise ValueError(f"port must be an int from 1 to 65535 (or None for a free one), not {port!r}.")

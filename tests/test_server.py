@@ -94,8 +94,14 @@ def test_the_readiness_wait_has_a_deadline_and_reports_the_servers_log():
         ({"port": "8123"}, ValueError, "port must be an int"),
         ({"n_jobs_per_worker": 0}, ValueError, "n_jobs_per_worker must be an int ≥ 1"),
         ({"timeout": 0}, ValueError, "timeout is seconds"),
-        ({"graphs": {"agency": 3}}, TypeError, "graphs maps names to 'file.py:variable' strings"),
-        ({"graphs": GRAPHS, "config": "langgraph.json"}, TypeError, "graphs= or config=, not both"),
+        ({"graphs": {"agency": 3}}, TypeError, "graphs is a list of graph names, or a dict"),
+        ({"graphs": "nap"}, TypeError, "graphs is a list of graph names"),
+        (
+            {"graphs": ["nap", "napp"]},
+            ValueError,
+            "no graph named 'napp': langgraph.json names agency, nap, blocking, busy",
+        ),
+        ({"graphs": GRAPHS, "config": "langgraph.json"}, TypeError, "a dict of graphs or config=, not both"),
         ({"config": "no-such.json"}, FileNotFoundError, "no such file"),
         ({"search_url": "127.0.0.1:80"}, ValueError, "search_url is the search service's base URL"),
         ({"env": {"N": 1}}, TypeError, "env must map names to strings"),
@@ -133,14 +139,14 @@ def test_a_port_in_use_is_an_error_not_a_quiet_move_to_another_port():
         with pytest.raises(
             AgentServerError, match=rf"port {port} is taken, and the server said: 'Port {port} is already in use"
         ):
-            with agent_server({"nap": GRAPHS["nap"]}, port=port):
+            with agent_server(["nap"], port=port):
                 pass
 
 
 @slow
 def test_an_unknown_graph_name_in_a_run_gets_the_servers_422_naming_the_graphs_it_has():
     async def ask() -> None:
-        with agent_server({"nap": GRAPHS["nap"]}) as server:
+        with agent_server(["nap"]) as server:
             await get_client(url=server.url).runs.wait(None, "no-such-graph", input={})
 
     with pytest.raises(Exception, match=r"422(.|\n)*Invalid assistant: 'no-such-graph'(.|\n)*registered graphs: nap"):
@@ -150,7 +156,7 @@ def test_an_unknown_graph_name_in_a_run_gets_the_servers_422_naming_the_graphs_i
 @slow
 def test_an_interrupted_body_stops_the_server_too():
     with pytest.raises(KeyboardInterrupt):
-        with agent_server({"nap": GRAPHS["nap"]}) as server:
+        with agent_server(["nap"]) as server:
             raise KeyboardInterrupt
     assert gone(server.pid), "the server outlived an interrupted with block"
 
