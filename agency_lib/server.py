@@ -34,7 +34,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["agent_server", "AgentServer", "AgentServerError", "GRAPHS", "START_TIMEOUT", "free_port"]
+__all__ = [
+    "agent_server",
+    "AgentServer",
+    "AgentServerError",
+    "GRAPHS",
+    "START_TIMEOUT",
+    "free_port",
+    "installed_source_line",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 _HERE = Path(__file__).resolve().parent
@@ -60,10 +68,20 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host, port)) == 0
+def installed_source_line(path: str, needle: str) -> str:
+    """The first line of an installed package's file that contains `needle`, e.g. a server default.
+
+    ``installed_source_line("langgraph_api/config/__init__.py", "N_JOBS_PER_WORKER =")``. The file
+    is read, not imported (the server's config module reads its environment when imported).
+    """
+    for base in sys.path:
+        file = Path(base or ".") / path
+        if file.is_file():
+            for line in file.read_text(errors="replace").splitlines():
+                if needle in line:
+                    return line.strip()
+            raise LookupError(f"{path} has no line with {needle!r}: another version of the package?")
+    raise FileNotFoundError(f"no installed file {path!r}: is langgraph-cli[inmem] installed?")
 
 
 def _graphs_of(config: Path) -> dict[str, str]:
