@@ -1,4 +1,4 @@
-"""Command line: ``python -m agency_lib doctor | demo | serve``."""
+"""Command line: ``python -m agency_lib doctor | demo | serve | serve-agency``."""
 
 from __future__ import annotations
 
@@ -89,6 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--capacity", type=int, default=None, help="requests in flight before 429")
     serve.add_argument("--failure-rate", type=float, default=0.0, help="share of requests answered 5xx")
     serve.add_argument("--seed", type=int, default=0)
+    agency = sub.add_parser(
+        "serve-agency",
+        help="run the search service and LangGraph's Agent Server (langgraph dev) serving the agency, until Ctrl-C",
+    )
+    agency.add_argument("--port", type=int, default=None, help="the Agent Server's port (default: a free one)")
+    agency.add_argument("--n-jobs-per-worker", type=int, default=None, help="runs at once (langgraph dev's default: 1)")
+    agency.add_argument("--allow-blocking", action="store_true", help="switch off the blocking-call detector")
+    agency.add_argument("--reload", action="store_true", help="restart the server when the graph's code changes")
+    agency.add_argument("--seed", type=int, default=0, help="the search service's seed")
     args = parser.parse_args(argv)
 
     if args.command == "doctor":
@@ -119,7 +128,51 @@ def main(argv: list[str] | None = None) -> int:
             svc.stop()
             print(f"stopped. {svc.stats()}")
         return 0
+    if args.command == "serve-agency":
+        return _serve_agency(parser, args)
     return 2
+
+
+def _serve_agency(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    import signal
+
+    from .server import AgentServerError, agent_server
+    from .service import start_service
+
+    def stop(signum, frame):  # SIGTERM (a process manager, `kill`) stops both, as Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    svc = start_service(seed=args.seed)
+    try:
+        with agent_server(
+            search_url=svc.url,
+            port=args.port,
+            n_jobs_per_worker=args.n_jobs_per_worker,
+            allow_blocking=args.allow_blocking,
+            reload=args.reload,
+        ) as server:
+            print(
+                f"search service on {svc.url}; Agent Server on {server.url} (started in {server.start_seconds:.1f} s)"
+            )
+            print(f"graphs: agency, nap, blocking; {server.n_jobs_per_worker} job(s) per worker. Ctrl-C stops both.")
+            print(
+                f'try: langgraph_sdk.get_client(url="{server.url}").runs.wait(None, "agency", input={{"topic": "async python"}})'
+            )
+            while server.running:
+                time.sleep(0.5)
+            print(f"the Agent Server stopped by itself:\n{server.log_tail()}")
+            return 1
+    except (TypeError, ValueError) as exc:
+        parser.error(str(exc))
+    except AgentServerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stopped.")
+        return 0
+    finally:
+        svc.stop()
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ REQUIRED = {
     "langchain-core": "1.8.3",
     "langchain-openai": "1.7.4",
     "langgraph-checkpoint-sqlite": "3.1.2",
+    "langgraph-cli": "0.4.40",
     "httpx": "0.28.1",
     "starlette": "1.10.0",
     "uvicorn": "0.54.0",
