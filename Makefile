@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Jupyter refuses to run as root unless told; containers and CI often are root.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: lab test test-twice test-browser lint format notebooks lock doctor demo clean
+.PHONY: lab test test-server test-twice test-browser lint format notebooks lock doctor demo clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed: install it, or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -27,6 +27,9 @@ test: $(STAMP)  ## set up, then lint, unit tests and every notebook under nbval 
 	$(BIN)/ruff check agency_lib tests notebooks .ci
 	$(BIN)/ruff format --check agency_lib tests .ci
 	$(BIN)/python -m pytest
+
+test-server: $(STAMP)  ## the Agent Server's slow cases (each starts langgraph dev: about 20 s)
+	AGENCY_SLOW_TESTS=1 $(BIN)/python -m pytest -q -p no:xdist -o addopts= tests/test_server.py
 
 test-twice: $(STAMP)  ## every notebook Run All twice in one kernel: re-running must give the stored outputs
 	$(BIN)/python .ci/run_twice.py
