@@ -283,6 +283,7 @@ def critical_path(
     groups: Sequence[str] = ("web", "kb", "api"),
     http_groups: Sequence[str] = HTTP_GROUPS,
     retry: Any = None,
+    slack: float = 0.05,
 ) -> CriticalPath:
     """The longest chain of waits among the tool spans of `groups` that no scheduler could shorten.
 
@@ -293,8 +294,11 @@ def critical_path(
       ``"back-off"`` of that name between A and B, see `recorded_sleep`), else the back-off
       of `retry` (a ``RetryPolicy``; None counts no back-off);
     * B is a request to the service (a group in `http_groups`), A is the request that ended
-      last before B started, and when A ended the service held `capacity` requests: B
-      needed A's slot. With ``capacity=None`` the service never fills up.
+      last before B started, at most `slack` seconds before, and the service was full across
+      that handover (A and the requests in flight between A's end and B's start, those that
+      took other slots freed meanwhile included, make `capacity`): B needed A's slot. The
+      slack absorbs the event loop's delay in handing a slot over, larger on a busy machine.
+      With ``capacity=None`` the service never fills up.
 
     The length of a chain is the sum of its spans' durations (plus back-offs); any gap
     between them is overhead, not a wait, so the critical path is never longer than the run.
@@ -316,8 +320,13 @@ def critical_path(
         if s.group == BACKOFF_GROUP:
             slept.setdefault(s.name, []).append(s)
 
-    def service_full_at(t: float) -> bool:
-        return capacity is not None and sum(s.start < t <= s.end for s in http) >= capacity
+    if not isinstance(slack, (int, float)) or isinstance(slack, bool) or slack < 0:
+        raise ValueError(f"slack is seconds ≥ 0 (a slot's handover delay), not {slack!r}.")
+
+    def took_slot_of(a: Span, b: Span) -> bool:
+        if capacity is None or b.start - a.end > slack:
+            return False
+        return sum(s is not b and s.start <= b.start and s.end >= a.end for s in http) >= capacity
 
     best: dict[int, float] = {}
     prev: dict[int, tuple[int | None, float]] = {}
@@ -335,7 +344,7 @@ def critical_path(
             ended = [j for j in range(i) if spans[j].group in http_groups and spans[j].end <= b.start]
             if ended:
                 a = max(ended, key=lambda j: spans[j].end)
-                if service_full_at(spans[a].end):
+                if took_slot_of(spans[a], b):
                     options.append((best[a], a, 0.0))
         base, pred, wait = max(options, key=lambda o: o[0])
         best[i] = base + b.duration

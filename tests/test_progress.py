@@ -211,6 +211,16 @@ def test_a_request_waiting_for_a_full_service_is_chained_after_the_one_that_free
     assert "critical path" in str(full) and "web: a" in str(full)
 
 
+def test_a_slot_handed_over_late_while_another_freed_is_still_a_wait():
+    rec = Recorder()
+    rec.add("web: a", 0.0, 0.25, group="web")
+    rec.add("web: c", 0.0, 0.24, group="web")  # ended just before a: its slot went to d
+    rec.add("web: d", 0.255, 0.5, group="web")
+    rec.add("web: b", 0.26, 0.51, group="web")  # took a's slot, 10 ms late (a busy loop)
+    assert [s.name for s in critical_path(rec, capacity=2).spans] == ["web: a", "web: b"]
+    assert critical_path(rec, capacity=2, slack=0.001).length == pytest.approx(0.25)  # no slack: no wait seen
+
+
 def test_the_critical_path_is_never_longer_than_the_run():
     rec = Recorder()
     for i in range(6):
@@ -230,6 +240,8 @@ def test_critical_path_explains_bad_arguments():
         critical_path(rec, capacity=0)
     with pytest.raises(TypeError, match="RetryPolicy"):
         critical_path(rec, capacity=4, retry=3)
+    with pytest.raises(ValueError, match="slack"):
+        critical_path(rec, capacity=4, slack=-1)
     with pytest.raises(TypeError, match="Recorder or a list of Span"):
         critical_path("spans", capacity=4)  # type: ignore[arg-type]
 
