@@ -1,7 +1,8 @@
 """Watch an agency run, then report on it: progress lines, a timing table, the critical path.
 
-* `PhaseProgress` turns ``app.astream(..., stream_mode=["updates", "custom"])`` into one
-  printed line per finished phase (planner, research, writer, …). Concurrent tasks of one
+* `PhaseProgress` turns ``app.astream(..., stream_mode=["updates", "custom"])`` (and
+  ``"messages"``, the chat model's tokens) into one printed line per finished phase
+  (planner, research, writer, …). Concurrent tasks of one
   phase are summed up in one line (counts per status, in a fixed order), so the output
   reads the same whatever order the tasks finished in.
 * `timing_table` sums recorded spans per node or per source: count, failed, total, mean, max.
@@ -13,6 +14,7 @@
   time divided by its capacity, whichever is longer.
 * `slot_lanes` redraws a recording's requests as the service's slots: one lane per request
   in flight, so a chart shows how full the service was, and any request over its capacity.
+* `outline` draws a critical path on a Gantt chart: a thick outline round each of its bars.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "lower_bound",
     "recorded_sleep",
     "slot_lanes",
+    "outline",
     "HTTP_GROUPS",
     "BACKOFF_GROUP",
 ]
@@ -54,7 +57,9 @@ class PhaseProgress:
     "status": "ok"})`` (``status`` is any word; ``text`` replaces the summary of a phase
     that ran once). Feed every ``(mode, chunk)`` pair of
     ``astream(..., stream_mode=["updates", "custom"])`` to `feed`, and call `close` at the end
-    (or use ``with PhaseProgress() as progress:``).
+    (or use ``with PhaseProgress() as progress:``). With ``"messages"`` in the stream modes
+    too, the chat model's tokens are counted per node (``metadata["langgraph_node"]``) and
+    the phase's line ends with ``N tokens streamed``; their text is kept in `tokens`.
 
     A phase's line is printed when the next phase starts (or at `close`), stamped with the
     time of the phase's last event since the progress began. With ``every=n``, a phase with
@@ -85,11 +90,25 @@ class PhaseProgress:
         self._texts: list[str] = []
         self._updates: list[dict[str, Any]] = []
         self._cached = 0
+        self._streamed = 0
+        self.tokens: dict[str, list[str]] = {}  # per node: the text of each streamed token, in order
 
     # -- feeding -------------------------------------------------------------------------
     def feed(self, mode: str, chunk: Any) -> None:
-        """Take one item of ``astream(..., stream_mode=["updates", "custom"])``."""
-        if mode == "custom":
+        """Take one item of ``astream(..., stream_mode=["updates", "custom", "messages"])``."""
+        if mode == "messages":
+            if not (isinstance(chunk, tuple) and len(chunk) == 2 and isinstance(chunk[1], dict)):
+                raise ValueError(f"a 'messages' item is a pair (message chunk, metadata); got {chunk!r}.")
+            message, metadata = chunk
+            node = metadata.get("langgraph_node")
+            if not isinstance(node, str):
+                raise ValueError(f"a 'messages' item's metadata names its node in 'langgraph_node'; got {metadata!r}.")
+            text = getattr(message, "content", "")
+            if isinstance(text, str) and text:
+                self._event(node)
+                self._streamed += 1
+                self.tokens.setdefault(node, []).append(text)
+        elif mode == "custom":
             if not isinstance(chunk, dict) or not isinstance(chunk.get("phase"), str):
                 raise ValueError(
                     "a progress event is a dict with a 'phase' (the node's name), e.g. "
@@ -117,7 +136,7 @@ class PhaseProgress:
         else:
             raise ValueError(
                 f"stream mode {mode!r} is not one PhaseProgress reads; stream with "
-                "stream_mode=['updates', 'custom'] and feed it every (mode, chunk) pair."
+                "stream_mode=['updates', 'custom'] (and 'messages') and feed it every (mode, chunk) pair."
             )
 
     def close(self) -> None:
@@ -143,6 +162,12 @@ class PhaseProgress:
             self._emit(f"[{self._last:5.2f} s] {self._phase:<{self._width}} … {done} tasks done")
 
     def _summary(self) -> str:
+        text = self._counts()
+        if self._streamed:
+            text += f", {self._streamed} token{'s' if self._streamed != 1 else ''} streamed"
+        return text
+
+    def _counts(self) -> str:
         reported = sum(n for status, n in self._statuses.items() if status != "retried")
         tasks = max(len(self._updates), reported) + self._cached
         if tasks <= 1 and self._texts:
@@ -173,6 +198,7 @@ class PhaseProgress:
         self._texts.clear()
         self._updates.clear()
         self._cached = 0
+        self._streamed = 0
 
 
 # -- after the run: tables ---------------------------------------------------------------------
@@ -257,16 +283,22 @@ def critical_path(
     groups: Sequence[str] = ("web", "kb", "api"),
     http_groups: Sequence[str] = HTTP_GROUPS,
     retry: Any = None,
+    slack: float = 0.05,
 ) -> CriticalPath:
     """The longest chain of waits among the tool spans of `groups` that no scheduler could shorten.
 
     A span B is chained after a span A (B could not start before A ended) when:
 
     * B is the next attempt of the same call (same name) as a failed A: a retry, which
-      also waits the back-off of `retry` (a ``RetryPolicy``; None counts no back-off);
+      also waits its back-off: the one it slept, if the recording has it (spans of group
+      ``"back-off"`` of that name between A and B, see `recorded_sleep`), else the back-off
+      of `retry` (a ``RetryPolicy``; None counts no back-off);
     * B is a request to the service (a group in `http_groups`), A is the request that ended
-      last before B started, and when A ended the service held `capacity` requests: B
-      needed A's slot. With ``capacity=None`` the service never fills up.
+      last before B started, at most `slack` seconds before, and the service was full across
+      that handover (A and the requests in flight between A's end and B's start, those that
+      took other slots freed meanwhile included, make `capacity`): B needed A's slot. The
+      slack absorbs the event loop's delay in handing a slot over, larger on a busy machine.
+      With ``capacity=None`` the service never fills up.
 
     The length of a chain is the sum of its spans' durations (plus back-offs); any gap
     between them is overhead, not a wait, so the critical path is never longer than the run.
@@ -283,9 +315,18 @@ def critical_path(
             f"no tool span of the groups {list(groups)} in the recording: record the run with `with rec:`."
         )
     http = [s for s in spans if s.group in http_groups]
+    slept: dict[str, list[Span]] = {}
+    for s in _spans(recording):
+        if s.group == BACKOFF_GROUP:
+            slept.setdefault(s.name, []).append(s)
 
-    def service_full_at(t: float) -> bool:
-        return capacity is not None and sum(s.start < t <= s.end for s in http) >= capacity
+    if not isinstance(slack, (int, float)) or isinstance(slack, bool) or slack < 0:
+        raise ValueError(f"slack is seconds ≥ 0 (a slot's handover delay), not {slack!r}.")
+
+    def took_slot_of(a: Span, b: Span) -> bool:
+        if capacity is None or b.start - a.end > slack:
+            return False
+        return sum(s is not b and s.start <= b.start and s.end >= a.end for s in http) >= capacity
 
     best: dict[int, float] = {}
     prev: dict[int, tuple[int | None, float]] = {}
@@ -295,13 +336,15 @@ def critical_path(
         options: list[tuple[float, int | None, float]] = [(0.0, None, 0.0)]
         if b.name in last_attempt:  # a retry: after the failed attempt, and its back-off
             a = last_attempt[b.name]
-            wait = min(_backoff(retry, attempts[b.name]), max(0.0, b.start - spans[a].end))
+            gap = max(0.0, b.start - spans[a].end)
+            recorded = [z.duration for z in slept.get(b.name, []) if spans[a].end <= z.start and z.end <= b.start]
+            wait = min(sum(recorded) if recorded else _backoff(retry, attempts[b.name]), gap)
             options.append((best[a] + wait, a, wait))
         if b.group in http_groups:  # waited for a slot of a full service?
             ended = [j for j in range(i) if spans[j].group in http_groups and spans[j].end <= b.start]
             if ended:
                 a = max(ended, key=lambda j: spans[j].end)
-                if service_full_at(spans[a].end):
+                if took_slot_of(spans[a], b):
                     options.append((best[a], a, 0.0))
         base, pred, wait = max(options, key=lambda o: o[0])
         best[i] = base + b.duration
@@ -416,3 +459,27 @@ def slot_lanes(
             free_at[slot] = s.end
         out.append(replace(s, lane=f"slot {slot + 1}", group=group(s) if group else s.group))
     return out
+
+
+def outline(ax: Any, path: Sequence[Span], drawn: Sequence[Span], *, colour: str = "#111111") -> int:
+    """Outline on a Gantt chart's axes `ax` the bars of `path` (e.g. ``critical_path(...).spans``).
+
+    `drawn` is what the chart drew (e.g. `slot_lanes` output): a path span is found there by
+    its name, start and end, and outlined in its lane. Returns how many bars were outlined.
+    """
+    if not hasattr(ax, "get_yticklabels"):
+        raise TypeError(f"ax is a chart's axes, e.g. gantt(...).axes[0], not {type(ax).__name__}.")
+    from matplotlib.patches import Rectangle
+
+    rows = {label.get_text(): i for i, label in enumerate(ax.get_yticklabels())}
+    where = {(s.name, round(s.start, 6), round(s.end, 6)): s.lane for s in drawn}
+    done = 0
+    for s in path:
+        lane = where.get((s.name, round(s.start, 6), round(s.end, 6)))
+        if lane is None or lane not in rows:
+            continue
+        box = Rectangle((s.start, rows[lane] - 0.42), s.duration, 0.84, fill=False, edgecolor=colour, linewidth=2.4)
+        ax.add_patch(box)
+        box.set_zorder(6)
+        done += 1
+    return done

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import pytest
 from langgraph.types import RetryPolicy
 
 from agency_lib import Recorder
-from agency_lib.progress import PhaseProgress, critical_path, lower_bound, recorded_sleep, slot_lanes, timing_table
+from agency_lib.progress import (
+    PhaseProgress,
+    critical_path,
+    lower_bound,
+    outline,
+    recorded_sleep,
+    slot_lanes,
+    timing_table,
+)
 
 
 def feed_all(progress: PhaseProgress, items: list[tuple[str, object]]) -> list[str]:
@@ -88,13 +97,39 @@ def test_lines_are_printed_as_phases_end_and_stamped_with_seconds():
 def test_progress_rejects_what_it_cannot_read():
     progress = PhaseProgress(print_fn=lambda line: None)
     with pytest.raises(ValueError, match="stream_mode=\\['updates', 'custom'\\]"):
+        progress.feed("values", {"topic": "x"})
+    with pytest.raises(ValueError, match="langgraph_node"):
         progress.feed("messages", ("token", {}))
+    with pytest.raises(ValueError, match="pair"):
+        progress.feed("messages", "token")
     with pytest.raises(ValueError, match="'phase'"):
         progress.feed("custom", {"status": "ok"})
     with pytest.raises(TypeError, match="print_fn"):
         PhaseProgress(print_fn="print")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="width"):
         PhaseProgress(width=0)
+
+
+def test_tokens_of_the_messages_stream_are_counted_per_node_and_kept():
+    @dataclass
+    class Chunk:
+        content: str
+
+    progress = PhaseProgress(print_fn=lambda line: None)
+    progress.feed("updates", {"planner": {"queries": ["q"]}})
+    for token in ["# Title", "\n", "- web"]:
+        progress.feed("messages", (Chunk(token), {"langgraph_node": "writer"}))
+    progress.feed("messages", (Chunk(""), {"langgraph_node": "writer"}))  # the usage chunk at the end: no text
+    progress.feed("updates", {"writer": {"draft": "# Title\n- web"}})
+    progress.feed("messages", (Chunk("approved"), {"langgraph_node": "editor"}))
+    progress.feed("updates", {"editor": {"approved": True}})
+    progress.close()
+    assert [line.split("] ", 1)[1] for line in progress.lines] == [
+        "planner    queries 1",
+        "writer     draft 1, 3 tokens streamed",
+        "editor     approved 1, 1 token streamed",
+    ]
+    assert "".join(progress.tokens["writer"]) == "# Title\n- web"
 
 
 # -- timing_table ----------------------------------------------------------------------------------
@@ -132,6 +167,35 @@ def test_a_retry_chain_counts_its_attempts_and_back_off():
     assert cp.length == pytest.approx(0.65)  # 0.3 + 0.05 + 0.3: the 0.01 s of overhead is not a wait
 
 
+def test_a_retry_chain_counts_the_back_off_it_slept_when_the_recording_has_it():
+    rec = Recorder()
+    rec.add("api: q", 0.0, 0.3, group="api", outcome="error")
+    rec.add("api: q", 0.3, 0.5, group="back-off")  # recorded_sleep
+    rec.add("api: q", 0.7, 1.0, group="api")  # then queued 0.2 s for a slot: not a wait of the chain
+    cp = critical_path(rec, capacity=None)
+    assert cp.backoff == pytest.approx(0.2)
+    assert cp.length == pytest.approx(0.8)
+
+
+def test_outline_draws_a_box_round_each_bar_of_the_path():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from agency_lib import gantt
+
+    rec = Recorder()
+    rec.add("web: a", 0.0, 0.25, group="web")
+    rec.add("web: b", 0.25, 0.5, group="web")
+    lanes = slot_lanes(rec)
+    fig = gantt(lanes)
+    assert outline(fig.axes[0], critical_path(rec, capacity=1).spans, lanes) == 2
+    plt.close(fig)
+    with pytest.raises(TypeError, match="axes"):
+        outline(fig, [], lanes)
+
+
 def test_a_request_waiting_for_a_full_service_is_chained_after_the_one_that_freed_its_slot():
     rec = Recorder()
     rec.add("web: a", 0.0, 0.25, group="web")
@@ -145,6 +209,16 @@ def test_a_request_waiting_for_a_full_service_is_chained_after_the_one_that_free
     roomy = critical_path(rec, capacity=3)
     assert roomy.length == pytest.approx(0.30)
     assert "critical path" in str(full) and "web: a" in str(full)
+
+
+def test_a_slot_handed_over_late_while_another_freed_is_still_a_wait():
+    rec = Recorder()
+    rec.add("web: a", 0.0, 0.25, group="web")
+    rec.add("web: c", 0.0, 0.24, group="web")  # ended just before a: its slot went to d
+    rec.add("web: d", 0.255, 0.5, group="web")
+    rec.add("web: b", 0.26, 0.51, group="web")  # took a's slot, 10 ms late (a busy loop)
+    assert [s.name for s in critical_path(rec, capacity=2).spans] == ["web: a", "web: b"]
+    assert critical_path(rec, capacity=2, slack=0.001).length == pytest.approx(0.25)  # no slack: no wait seen
 
 
 def test_the_critical_path_is_never_longer_than_the_run():
@@ -166,6 +240,8 @@ def test_critical_path_explains_bad_arguments():
         critical_path(rec, capacity=0)
     with pytest.raises(TypeError, match="RetryPolicy"):
         critical_path(rec, capacity=4, retry=3)
+    with pytest.raises(ValueError, match="slack"):
+        critical_path(rec, capacity=4, slack=-1)
     with pytest.raises(TypeError, match="Recorder or a list of Span"):
         critical_path("spans", capacity=4)  # type: ignore[arg-type]
 
