@@ -30,6 +30,7 @@ import re
 from typing import Annotated, Any, TypedDict
 
 import httpx
+from langchain_core.rate_limiters import BaseRateLimiter
 from langchain_openai import ChatOpenAI
 
 from .chat import EDITOR_INSTRUCTIONS, LOCAL_MODEL, WRITER_INSTRUCTIONS, compose_reply
@@ -125,11 +126,13 @@ def chat_model(
     timeout: float = CHAT_TIMEOUT,
     max_retries: int = CHAT_MAX_RETRIES,
     http_async_client: httpx.AsyncClient | None = None,
+    rate_limiter: BaseRateLimiter | None = None,
 ) -> ChatOpenAI:
     """The chat model the Writer and the Editor ask: the local service's, or the provider's (see above).
 
     ``max_retries`` is the client's own retries (the openai SDK retries 429s, 5xx and lost
     connections, honouring Retry-After): under a LangGraph ``RetryPolicy`` the attempts multiply.
+    ``rate_limiter`` (e.g. langchain_core's ``InMemoryRateLimiter``) paces the calls to a quota.
     """
     if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
         raise ValueError(f"max_retries is the client's own retries (an int ≥ 0), not {max_retries!r}.")
@@ -151,6 +154,7 @@ def chat_model(
             timeout=timeout,
             max_retries=max_retries,
             http_async_client=http_async_client,
+            rate_limiter=rate_limiter,
         )
     service = current_service()  # a clear error if none runs
     return ChatOpenAI(
@@ -161,6 +165,7 @@ def chat_model(
         max_retries=max_retries,
         stream_usage=True,  # the service sends the token counts at the end of a stream
         http_async_client=http_async_client,
+        rate_limiter=rate_limiter,
         http_client=httpx.Client(verify=NO_TLS),  # never used by the async nodes; spares building a TLS one
     )
 

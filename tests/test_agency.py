@@ -218,3 +218,12 @@ def test_max_retries_0_leaves_the_retrying_to_the_node_and_the_default_retries_i
         with pytest.raises(Exception, match="503|500"):
             run(editor({"draft": "d"}))
         assert local_service.chat_stats().requests == 3  # the SDK's default: 1 + 2 retries
+
+
+def test_chat_model_takes_a_rate_limiter_for_a_quota(mode, local_service):
+    if mode == "no service":
+        return
+    from langchain_core.rate_limiters import InMemoryRateLimiter
+
+    limiter = InMemoryRateLimiter(requests_per_second=50)
+    assert chat_model(max_retries=0, rate_limiter=limiter).rate_limiter is limiter
