@@ -171,10 +171,14 @@ def _draw(
     end = max(s.end for s in spans)
     ax.axvline(end, color=WALL_COLOUR, linestyle="--", linewidth=1.4, zorder=4)
     by_data = blended_transform_factory(ax.transData, ax.transAxes)
-    for name, t in marks.items():
+    level, last = 0, None  # marks close together get their labels one under the other
+    for name, t in sorted(marks.items(), key=lambda m: m[1]):
         ax.axvline(t, color=MARK_COLOUR, linestyle="-.", linewidth=1.2, zorder=4)
-        ax.text(t, 0.98, f" {name} ", transform=by_data, va="top", ha="left", fontsize=7.5, color=MARK_COLOUR,
-                zorder=5, bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})  # fmt: skip
+        level = (level + 1) % 3 if last is not None and t - last < 0.2 * axis_length else 0
+        last = t
+        side = "right" if t > 0.8 * axis_length else "left"  # near the end: the label goes left of its line
+        ax.text(t, 0.98 - 0.09 * level, f" {name} ", transform=by_data, va="top", ha=side, fontsize=7.5,
+                color=MARK_COLOUR, zorder=5, bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})  # fmt: skip
     ax.set_yticks(range(len(lanes)), lanes, fontsize=8)
     for label in ax.get_yticklabels():
         if label.get_text() not in present:

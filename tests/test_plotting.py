@@ -261,6 +261,14 @@ def test_marks_draw_a_named_line_at_each_time():
     assert [t.get_text().strip() for t in ax.texts] == ["step 2 ends", "step 3 ends"]
 
 
+def test_marks_close_together_get_their_labels_one_under_the_other():
+    fig = gantt(recording(), marks={"lower bound": 0.28, "research ends": 0.3, "step 1": 0.05})
+    (ax,) = fig.axes
+    heights = {t.get_text().strip(): t.get_position()[1] for t in ax.texts}
+    assert heights["lower bound"] > heights["research ends"]  # 0.02 s apart: not on one line
+    assert heights["step 1"] == heights["lower bound"]  # far from the others: the top line
+
+
 def test_compare_marks_both_panels_or_each_its_own():
     both = compare(recording("a"), recording("b"), marks={"step 2 ends": 0.2})
     assert [vlines(ax, "#2C3E50") for ax in both.axes] == [[0.2], [0.2]]
