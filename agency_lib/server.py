@@ -36,6 +36,7 @@ from pathlib import Path
 
 __all__ = [
     "agent_server",
+    "start_agent_server",
     "AgentServer",
     "AgentServerError",
     "GRAPHS",
@@ -55,6 +56,7 @@ GRAPHS = {
 START_TIMEOUT = 30.0
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _live: dict[int, subprocess.Popen] = {}
+_started: AgentServer | None = None  # the one start_agent_server() made last
 
 
 class AgentServerError(RuntimeError):
@@ -204,8 +206,38 @@ def _search_url(search_url: str | None) -> str | None:
         return None  # the served agency then says clearly that it has no search service
 
 
+def start_agent_server(*args, **kwargs) -> AgentServer:
+    """Start ``langgraph dev`` (the arguments of `agent_server`) and return it running; ``.stop()`` ends it.
+
+    For a server that lives across the cells of a section: start it in a setup cell, stop it
+    at the section's end. Run again (the setup cell re-run, or Run All twice in one kernel), it
+    first stops the server it started before, so a kernel never holds two of them; and whatever
+    is still running stops at interpreter exit. Bad arguments raise before the old one stops.
+    """
+    global _started
+    launch = _launch(*args, **kwargs)
+    next(launch)  # validates the arguments; starts nothing yet
+    if _started is not None:
+        _started.stop()
+        _started = None
+    server = next(launch)
+    _started = server
+    return server
+
+
 @contextmanager
-def agent_server(
+def agent_server(*args, **kwargs) -> Iterator[AgentServer]:
+    """Run ``langgraph dev`` for the body of a ``with``; yields the running `AgentServer` (see `_launch`)."""
+    launch = _launch(*args, **kwargs)
+    next(launch)  # validates the arguments
+    server = next(launch)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _launch(
     graphs: Mapping[str, str] | Sequence[str] | None = None,
     *,
     config: str | Path | None = None,
@@ -216,8 +248,9 @@ def agent_server(
     reload: bool = False,
     env: Mapping[str, str] | None = None,
     timeout: float = START_TIMEOUT,
-) -> Iterator[AgentServer]:
-    """Run ``langgraph dev`` for the body of a ``with``; yields the running `AgentServer`.
+) -> Iterator[AgentServer | None]:
+    """The first ``next()`` validates the arguments (yields None); the second starts ``langgraph dev``
+    and yields it running (the arguments are `agent_server`'s and `start_agent_server`'s).
 
     * ``graphs``: the names of the graphs to serve, of those ``config`` names (the repository's
       ``langgraph.json``, else `GRAPHS`), e.g. ``["nap"]``: fewer graphs start faster (the
@@ -257,6 +290,7 @@ def agent_server(
         raise ValueError(f"timeout is seconds to wait for the server (> 0), not {timeout!r}.")
     extra_env = _check_env(env)
     url = _search_url(search_url)
+    yield None  # the arguments are good: the next next() starts the server
 
     workdir = Path(tempfile.mkdtemp(prefix="agency-server-"))
     config_path = workdir / "langgraph.json"
@@ -298,10 +332,11 @@ def agent_server(
     server = AgentServer(proc, chosen, log_path, workdir, n_jobs_per_worker or 1)
     try:
         _wait_ready(server, timeout)
-        server.start_seconds = time.perf_counter() - t0
-        yield server
-    finally:
+    except BaseException:
         server.stop()
+        raise
+    server.start_seconds = time.perf_counter() - t0
+    yield server
 
 
 def _wait_ready(server: AgentServer, timeout: float) -> None:

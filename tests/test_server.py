@@ -19,7 +19,7 @@ import threading
 import pytest
 from langgraph_sdk import get_client
 
-from agency_lib.server import GRAPHS, AgentServerError, agent_server
+from agency_lib.server import GRAPHS, AgentServerError, agent_server, start_agent_server
 from agency_lib.service import start_service
 
 slow = pytest.mark.skipif(
@@ -184,3 +184,22 @@ def test_serve_agency_prints_the_url_and_stops_both_servers_on_sigterm():
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.stdout.close()
+
+
+def test_start_agent_server_refuses_bad_arguments_before_stopping_anything():
+    with pytest.raises(ValueError, match="n_jobs_per_worker must be an int ≥ 1"):
+        start_agent_server(["nap"], n_jobs_per_worker=0)
+
+
+@slow
+def test_start_agent_server_again_stops_the_previous_one_and_stop_is_idempotent():
+    first = start_agent_server(["nap"])
+    second = start_agent_server(["nap"], n_jobs_per_worker=2)
+    try:
+        assert gone(first.pid) and port_free(first.port), "a second start left the first server running"
+        assert second.running and second.n_jobs_per_worker == 2
+    finally:
+        second.stop()
+        second.stop()  # idempotent: no error, nothing to stop
+    assert gone(second.pid) and port_free(second.port), "stop() left a process or the port behind"
+    assert not second.workdir.exists(), "the server's temporary folder was left behind"

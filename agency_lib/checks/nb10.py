@@ -14,6 +14,7 @@ import asyncio
 import inspect
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 from . import Feedback, failed, passed
@@ -70,8 +71,9 @@ class _Touched(Exception):
     pass
 
 
-async def check_stream_then_cancel(fn: Callable[..., Any], service: Any) -> Feedback:
-    """Serve the agency, run ``run_id = await fn(client, thread_id)``, and check the run was cancelled early."""
+async def check_stream_then_cancel(fn: Callable[..., Any], service: Any, server: Any = None) -> Feedback:
+    """Run ``run_id = await fn(client, thread_id)`` on `server` (a running `AgentServer` serving the agency;
+    default: one started for the check), and check the run was cancelled early."""
     from langgraph_sdk import get_client
 
     from ..server import agent_server
@@ -93,8 +95,10 @@ async def check_stream_then_cancel(fn: Callable[..., Any], service: Any) -> Feed
             "stream_then_cancel did not use the client: write the body first.",
             "async for part in client.runs.stream(thread_id, 'agency', input=..., stream_mode='custom'): ...",
         )
+    if server is not None and not getattr(server, "running", False):
+        return failed(f"server is {server!r}: pass the running Agent Server (or none, and the check starts one).")
     with service.scenario():
-        with agent_server(["agency"], search_url=service.url) as server:
+        with nullcontext(server) if server is not None else agent_server(["agency"], search_url=service.url) as server:
             client = get_client(url=server.url)
             thread_id = (await client.threads.create())["thread_id"]
             run_id = await asyncio.wait_for(fn(client, thread_id), 30)
