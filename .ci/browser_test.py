@@ -49,6 +49,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
+READ_BY_NOTEBOOKS = ("langgraph.json",)  # 10 shows the Agent Server's configuration
 NOTEBOOK_TIMEOUT = 120  # seconds for one notebook's Run All; the notebooks take 4-15 s
 LAB_SETTINGS = {  # user settings of the throwaway JupyterLab
     "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
@@ -283,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         (root / "notebooks").mkdir()
         for path in paths:
             shutil.copy2(path, root / "notebooks" / path.name)
+        for name in READ_BY_NOTEBOOKS:  # files of the repository a notebook opens (as ../NAME)
+            shutil.copy2(REPO / name, root / name)
         token, port = secrets.token_hex(16), free_port()
         log_path = SHOTS / "jupyterlab.log"
         with open(log_path, "w") as log:
