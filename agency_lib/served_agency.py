@@ -10,6 +10,14 @@ The server runs in a process of its own, where no search service was started: th
 service's URL comes from the environment variable ``AGENCY_SEARCH_URL`` (`agency_lib.server`
 sets it, and points the Writer and the Editor's chat model at the same service).
 
+The search service holds ``AGENCY_SEARCH_CAPACITY`` requests at once (default 4), so the web and
+API requests take a slot of **one limiter per server process** (`service_slots`), which every run
+the server executes shares, and a 429 or 503 that still comes back is retried. A run's context can
+switch that off (``context={"shared_limiter": False}``) to show what the limiter prevents. With
+``BG_JOB_ISOLATED_LOOPS=true`` each run has an event loop of its own and an `asyncio.Semaphore`
+cannot be shared between them: the limiter refuses a second loop while the first is open, rather than
+leave a run waiting for ever.
+
 Notebook 10's smaller experiments use the graphs of `agency_lib.served_naps`, which start faster.
 """
 
@@ -17,19 +25,34 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
+from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import httpx
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from agency_lib.agency import AgencyState, editor, planner, writer
-from agency_lib.tools import SOURCES, kb_search, search
+from agency_lib.tools import SOURCES, ServiceError, kb_search, search
 
-__all__ = ["agency", "SEARCH_URL_ENV", "search_url"]
+__all__ = [
+    "agency",
+    "SEARCH_URL_ENV",
+    "CAPACITY_ENV",
+    "ServedContext",
+    "search_url",
+    "search_capacity",
+    "service_slots",
+]
 
 SEARCH_URL_ENV = "AGENCY_SEARCH_URL"
+CAPACITY_ENV = "AGENCY_SEARCH_CAPACITY"
+DEFAULT_CAPACITY = 4
+ATTEMPTS = 4  # tries of one search, at most
+RETRIED = (429, 503)  # over capacity or rate limit, unavailable: worth another try
 
 
 def search_url() -> str:
@@ -43,9 +66,64 @@ def search_url() -> str:
     return url
 
 
+def search_capacity() -> int:
+    """The requests in flight the search service holds, from ``AGENCY_SEARCH_CAPACITY`` (default 4)."""
+    raw = os.environ.get(CAPACITY_ENV, "").strip() or str(DEFAULT_CAPACITY)
+    if not raw.isdigit() or int(raw) < 1:
+        raise RuntimeError(f"{CAPACITY_ENV} is the search service's capacity, an int ≥ 1, not {raw!r}.")
+    return int(raw)
+
+
+_slots: asyncio.Semaphore | None = None
+_slots_loop: asyncio.AbstractEventLoop | None = None
+
+
+def service_slots() -> asyncio.Semaphore:
+    """The search service's limiter: one per server process, so every run's Researchers share it."""
+    global _slots, _slots_loop
+    loop = asyncio.get_running_loop()
+    if _slots is None or _slots_loop is None or _slots_loop.is_closed():  # a closed loop has no waiters left
+        _slots, _slots_loop = asyncio.Semaphore(search_capacity()), loop
+    elif loop is not _slots_loop:  # BG_JOB_ISOLATED_LOOPS: a semaphore waiting in two loops can hang a run
+        raise RuntimeError(
+            "service_slots() is an asyncio.Semaphore of the server's event loop, and this run has a loop of its "
+            "own (BG_JOB_ISOLATED_LOOPS=true): share a limiter between loops with a thread-safe one, or serve "
+            "without isolated loops."
+        )
+    return _slots
+
+
+@dataclass
+class ServedContext:
+    """A run's context (``runs.wait(..., context={...})``)."""
+
+    shared_limiter: bool = True  # False: no limiter and no retries, as the agency was before notebook 10's section 5
+
+
 class ResearchTask(TypedDict):
     source: str
     queries: list[str]
+
+
+def _retry_delay(attempt: int, exc: ServiceError) -> float:
+    """The service's own wait when it gives one (``retry-after-ms``), else a jittered exponential back-off."""
+    said = exc.response.headers.get("retry-after-ms")
+    return int(said) / 1000 if said and said.isdigit() else random.uniform(0, 0.05 * 2 ** (attempt - 1))
+
+
+async def limited_search(source: str, query: str, client: httpx.AsyncClient, shared_limiter: bool = True) -> list:
+    """One web or API search through the process's limiter, retried on a 429 or a 503 (the back-off outside the slot)."""
+    if not shared_limiter:
+        return await search(source, query, client=client)
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            async with service_slots():
+                return await search(source, query, client=client)
+        except ServiceError as exc:
+            if exc.status_code not in RETRIED or attempt == ATTEMPTS:
+                raise
+            await asyncio.sleep(_retry_delay(attempt, exc))
+    raise AssertionError("unreachable")
 
 
 def fan_out(state: AgencyState) -> list[Send]:
@@ -53,15 +131,16 @@ def fan_out(state: AgencyState) -> list[Send]:
     return [Send("researcher", {"source": s, "queries": state["queries"]}) for s in SOURCES]
 
 
-async def researcher(task: ResearchTask) -> dict[str, Any]:
-    """Search one source for every query at once; report progress on the custom stream."""
+async def researcher(task: ResearchTask, runtime: Runtime[ServedContext]) -> dict[str, Any]:
+    """Search one source for every query at once, through the process's limiter; report progress."""
     progress = get_stream_writer()
     source, queries = task["source"], task["queries"]
-    if source == "kb":
+    shared = (runtime.context or ServedContext()).shared_limiter  # no context given: None, so the defaults
+    if source == "kb":  # the kb is not the search service: no slot
         batches = await asyncio.gather(*(kb_search(q) for q in queries))
     else:
         async with httpx.AsyncClient(base_url=search_url(), timeout=5.0, verify=False) as client:
-            batches = await asyncio.gather(*(search(source, q, client=client) for q in queries))
+            batches = await asyncio.gather(*(limited_search(source, q, client, shared) for q in queries))
     findings = [f for batch in batches for f in batch]
     progress({"source": source, "findings": len(findings)})
     return {"findings": findings}
@@ -72,7 +151,7 @@ def after_editor(state: AgencyState) -> str:
 
 
 def _build_agency():
-    g = StateGraph(AgencyState)
+    g = StateGraph(AgencyState, context_schema=ServedContext)
     g.add_node("planner", planner)
     g.add_node("researcher", researcher)
     g.add_node("writer", writer)

@@ -193,17 +193,19 @@ def _check_env(env: object) -> dict[str, str]:
     return dict(env)
 
 
-def _search_url(search_url: str | None) -> str | None:
+def _search_service(search_url: str | None) -> tuple[str | None, int | None]:
+    """The search service's base URL and capacity: the URL given (capacity unknown), else this process's service."""
     if search_url is not None:
         if not isinstance(search_url, str) or not search_url.startswith("http"):
             raise ValueError(f"search_url is the search service's base URL (service.url), not {search_url!r}.")
-        return search_url.rstrip("/")
+        return search_url.rstrip("/"), None
     from .service import current_service
 
     try:
-        return current_service().url
+        service = current_service()
+        return service.url, service.capacity
     except RuntimeError:
-        return None  # the served agency then says clearly that it has no search service
+        return None, None  # the served agency then says clearly that it has no search service
 
 
 def start_agent_server(*args, **kwargs) -> AgentServer:
@@ -256,7 +258,8 @@ def _launch(
       ``langgraph.json``, else `GRAPHS`), e.g. ``["nap"]``: fewer graphs start faster (the
       agency's imports take a second); or ``{name: "path/to/file.py:variable"}``. Default: all.
     * ``search_url``: where the served graphs find the search service; default: the one this
-      process started (``start_service()``), if any.
+      process started (``start_service()``), if any, and then its capacity as well, which the served
+      agency's limiter takes (``AGENCY_SEARCH_CAPACITY``; 4 when the service has none).
     * ``port``: default a free one. ``n_jobs_per_worker``: ``langgraph dev``'s own default is 1.
     * ``allow_blocking``: switch the server's blocking-call detector off (``--allow-blocking``).
     * ``timeout``: seconds to wait for the server to answer.
@@ -289,7 +292,7 @@ def _launch(
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise ValueError(f"timeout is seconds to wait for the server (> 0), not {timeout!r}.")
     extra_env = _check_env(env)
-    url = _search_url(search_url)
+    url, capacity = _search_service(search_url)
     yield None  # the arguments are good: the next next() starts the server
 
     workdir = Path(tempfile.mkdtemp(prefix="agency-server-"))
@@ -314,9 +317,11 @@ def _launch(
     if url is not None:
         from .agency import ENV_API_KEY, ENV_BASE_URL, ENV_MODEL
         from .chat import LOCAL_MODEL
-        from .served_agency import SEARCH_URL_ENV
+        from .served_agency import CAPACITY_ENV, SEARCH_URL_ENV
 
         child_env[SEARCH_URL_ENV] = url
+        if capacity is not None:  # the served agency's limiter holds what the service holds
+            child_env[CAPACITY_ENV] = str(capacity)
         if not (os.environ.get(ENV_MODEL) or os.environ.get(ENV_BASE_URL)):  # else: the learner's provider
             child_env.update({ENV_BASE_URL: f"{url}/v1", ENV_MODEL: LOCAL_MODEL, ENV_API_KEY: "local"})
     child_env.update(extra_env)
