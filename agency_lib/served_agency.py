@@ -14,9 +14,9 @@ The search service holds ``AGENCY_SEARCH_CAPACITY`` requests at once (default 4)
 API requests take a slot of **one limiter per server process** (`service_slots`), which every run
 the server executes shares, and a 429 or 503 that still comes back is retried. A run's context can
 switch that off (``context={"shared_limiter": False}``) to show what the limiter prevents. With
-``BG_JOB_ISOLATED_LOOPS=true`` each run has an event loop of its own and an `asyncio.Semaphore`
-cannot be shared between them: the limiter refuses a second loop while the first is open, rather than
-leave a run waiting for ever.
+``BG_JOB_ISOLATED_LOOPS=true`` each job slot has an event loop of its own, for as long as the server
+runs, and an `asyncio.Semaphore` cannot be shared between loops: the limiter refuses a second loop
+(a run on another slot fails with an error that says so) rather than leave a run waiting for ever.
 
 Notebook 10's smaller experiments use the graphs of `agency_lib.served_naps`, which start faster.
 """
@@ -86,9 +86,9 @@ def service_slots() -> asyncio.Semaphore:
         _slots, _slots_loop = asyncio.Semaphore(search_capacity()), loop
     elif loop is not _slots_loop:  # BG_JOB_ISOLATED_LOOPS: a semaphore waiting in two loops can hang a run
         raise RuntimeError(
-            "service_slots() is an asyncio.Semaphore of the server's event loop, and this run has a loop of its "
-            "own (BG_JOB_ISOLATED_LOOPS=true): share a limiter between loops with a thread-safe one, or serve "
-            "without isolated loops."
+            "service_slots() is an asyncio.Semaphore of one event loop, and this run is on another "
+            "(BG_JOB_ISOLATED_LOOPS=true gives each job slot its own): share a limiter between loops with a "
+            "thread-safe one, or serve without isolated loops."
         )
     return _slots
 
@@ -106,9 +106,14 @@ class ResearchTask(TypedDict):
 
 
 def _retry_delay(attempt: int, exc: ServiceError) -> float:
-    """The service's own wait when it gives one (``retry-after-ms``), else a jittered exponential back-off."""
-    said = exc.response.headers.get("retry-after-ms")
-    return int(said) / 1000 if said and said.isdigit() else random.uniform(0, 0.05 * 2 ** (attempt - 1))
+    """The service's own wait when it gives one (``retry-after-ms``, else ``Retry-After`` in seconds),
+    else a jittered exponential back-off (a 429 for being over capacity carries no header)."""
+    headers = exc.response.headers
+    for name, scale in (("retry-after-ms", 1000), ("retry-after", 1)):
+        said = headers.get(name, "").strip()
+        if said.isdigit():
+            return int(said) / scale
+    return random.uniform(0, 0.05 * 2 ** (attempt - 1))
 
 
 async def limited_search(source: str, query: str, client: httpx.AsyncClient, shared_limiter: bool = True) -> list:

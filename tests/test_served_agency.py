@@ -122,3 +122,18 @@ def test_the_server_passes_the_current_services_capacity_but_not_a_given_urls():
         assert _search_service(service.url + "/") == (service.url, None)
     finally:
         service.stop()
+
+
+@pytest.mark.parametrize(
+    ("headers", "low", "high"),
+    [
+        ({"retry-after-ms": "1500", "Retry-After": "2"}, 1.5, 1.5),  # the precise one first
+        ({"Retry-After": "2"}, 2.0, 2.0),  # a standard service's header, in seconds
+        ({}, 0.0, 0.1),  # over capacity: no header, a jittered back-off (attempt 2: up to 0.1 s)
+        ({"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}, 0.0, 0.1),  # a date: not read, back-off
+    ],
+)
+def test_the_retry_waits_what_the_service_says_else_backs_off(headers, low, high):
+    response = httpx.Response(429, headers=headers, request=httpx.Request("GET", "http://127.0.0.1/search/web"))
+    delay = served_agency._retry_delay(2, ServiceError("web", "q", response))
+    assert low <= delay <= high, delay

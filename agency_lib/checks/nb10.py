@@ -97,7 +97,8 @@ async def check_stream_then_cancel(fn: Callable[..., Any], service: Any, server:
         )
     if server is not None and not getattr(server, "running", False):
         return failed(f"server is {server!r}: pass the running Agent Server (or none, and the check starts one).")
-    with service.scenario():
+    # slow web and API answers (0.6 s), so the cancel at the kb's report (0.18 s) comes well before a slot frees
+    with service.scenario(latency={"web": 0.6, "api": 0.6}):
         with nullcontext(server) if server is not None else agent_server(["agency"], search_url=service.url) as server:
             client = get_client(url=server.url)
             thread_id = (await client.threads.create())["thread_id"]
