@@ -44,6 +44,7 @@ QUERIES = [f"topic {i}" for i in range(30)]
 
 
 class TestRequests:
+    @pytest.mark.slow  # about 3.5 s of CPU: client and service in this process
     def test_serves_a_thousand_concurrent_requests_when_capacity_allows(self, service):
         service.configure(latency=LATENCY)
 
