@@ -32,7 +32,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     def longest_first(item: pytest.Item) -> tuple:
         file = _file(item)
         if file.endswith(".ipynb"):
-            number = re.match(r"(\d+)_", file.rsplit("/", 1)[-1])
+            number = re.search(r"(\d+)_", file.rsplit("/", 1)[-1])  # also _twice_09_... (make test-twice)
             return (0, -int(number.group(1)) if number else 0, file)
         return (1, -tests_in[file], file)
 
