@@ -1,4 +1,14 @@
-"""The order in which `make test`'s two workers take the files: the longest first.
+"""The test run's start-up, and the order in which `make test`'s two workers take the files.
+
+**Start-up.** nbval reads notebooks with nbformat, which imports jsonschema, which imports
+``rfc3987_syntax`` when it is installed (jupyter-events needs it): that package builds a
+Lark parser for IRIs at import, 1.4 s in every process of the run (the main one and each
+worker). The tests never check an IRI with jsonschema, so it is hidden from this process
+before nbval is imported: pyproject.toml says ``-p no:nbval``, and nbval is loaded here,
+as ``pytest_plugins``, after the line that hides it. (The notebook kernels are other
+processes: they are not affected.)
+
+**Order: the longest first.**
 
 With ``--dist loadfile`` each file (a notebook, a test module) is one unit of work, and
 a free worker takes the next unit in the order collected (``--no-loadscope-reorder``:
@@ -17,9 +27,14 @@ that it also orders ``pytest notebooks``.
 from __future__ import annotations
 
 import re
+import sys
 from collections import Counter
 
 import pytest
+
+sys.modules.setdefault("rfc3987_syntax", None)  # `import rfc3987_syntax` raises ImportError: jsonschema goes on without
+if "nbval.plugin" not in sys.modules:  # else its entry point loaded it (e.g. make test-slow's -o addopts=)
+    pytest_plugins = ["nbval.plugin"]  # nbval, loaded here, after that line (pyproject.toml: -p no:nbval)
 
 
 def _file(item: pytest.Item) -> str:
