@@ -101,7 +101,7 @@ class TestRequests:
         took = one_request()
         service.configure(latency={"api": 0.0})
         quick = one_request()
-        assert 0.2 <= took < 0.2 * 3
+        assert 0.2 - 0.002 <= took < 0.2 * 3  # 2 ms: under uvloop (uvicorn's choice) a timer may fire 1 ms early
         assert quick < 0.5 * took
 
     # -- failure injection is reproducible --------------------------------------------------
