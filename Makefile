@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Jupyter refuses to run as root unless told; containers and CI often are root.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: lab test test-server test-twice test-browser lint format notebooks lock doctor demo clean
+.PHONY: lab test test-slow test-twice test-browser lint format notebooks lock doctor demo clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed: install it, or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -24,12 +24,12 @@ lab: $(STAMP)  ## set up, check (a [WARN] or [FAIL] is reported, never stops the
 	$(BIN)/jupyter lab $(LAB_ARGS) notebooks/00_welcome.ipynb
 
 test: $(STAMP)  ## set up, then lint, unit tests and every notebook under nbval (strict)
-	$(BIN)/ruff check agency_lib tests notebooks .ci
-	$(BIN)/ruff format --check agency_lib tests .ci
+	$(BIN)/ruff check agency_lib tests notebooks .ci conftest.py
+	$(BIN)/ruff format --check agency_lib tests .ci conftest.py
 	$(BIN)/python -m pytest
 
-test-server: $(STAMP)  ## the Agent Server's slow cases (each starts langgraph dev: about 20 s)
-	AGENCY_SLOW_TESTS=1 $(BIN)/python -m pytest -q -p no:xdist -o addopts= tests/test_server.py
+test-slow: $(STAMP)  ## the unit tests marked slow, which `make test` skips: the Agent Server's cases (each starts langgraph dev), the CLI demo, full agency runs
+	AGENCY_SLOW_TESTS=1 $(BIN)/python -m pytest -q -p no:xdist -o addopts= -m slow tests
 
 test-twice: $(STAMP)  ## every notebook Run All twice in one kernel: re-running must give the stored outputs
 	$(BIN)/python .ci/run_twice.py
@@ -39,8 +39,8 @@ test-browser: $(STAMP)  ## every notebook Run All in JupyterLab in headless Chro
 	$(BIN)/python .ci/browser_test.py
 
 format: $(STAMP)  ## apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix agency_lib tests notebooks .ci
-	$(BIN)/ruff format agency_lib tests .ci
+	$(BIN)/ruff check --fix agency_lib tests notebooks .ci conftest.py
+	$(BIN)/ruff format agency_lib tests .ci conftest.py
 
 notebooks: $(STAMP)  ## Restart & Run All every notebook in place (after editing)
 	$(BIN)/python .ci/run_notebooks.py

@@ -27,16 +27,18 @@ import asyncio
 import operator
 import os
 import re
-from typing import Annotated, Any, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 import httpx
 from langchain_core.rate_limiters import BaseRateLimiter
-from langchain_openai import ChatOpenAI
 
 from .chat import EDITOR_INSTRUCTIONS, LOCAL_MODEL, WRITER_INSTRUCTIONS, compose_reply
 from .clients import NO_TLS, shared_client
 from .service import current_service
 from .tools import SOURCES
+
+if TYPE_CHECKING:  # imported where a model is made: langchain_openai takes about 1 s to import
+    from langchain_openai import ChatOpenAI
 
 __all__ = [
     "AgencyState",
@@ -138,6 +140,8 @@ def chat_model(
         raise ValueError(f"max_retries is the client's own retries (an int ≥ 0), not {max_retries!r}.")
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 600:
         raise ValueError(f"timeout is seconds per request (0 to 600), not {timeout!r}.")
+    from langchain_openai import ChatOpenAI
+
     model = os.environ.get(ENV_MODEL, "").strip().removeprefix("openai:")
     base_url = os.environ.get(ENV_BASE_URL, "").strip()
     if model or base_url:  # a real provider

@@ -18,6 +18,9 @@ from agency_lib import SearchService
 from agency_lib.chat import LOCAL_MODEL, WRITER_INSTRUCTIONS, compose_reply, tokenize
 
 HELLO = [{"role": "user", "content": "hello from the tests"}]
+#: How early a timer may fire: the service runs on uvloop when it is installed (uvicorn's choice), whose timers
+#: have a resolution of 1 ms, so a 0.2 s wait can end after 0.1990 s of time.perf_counter().
+EARLY = 0.002
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +97,10 @@ def test_chat_openai_streams_token_by_token_and_the_first_token_waits_ttft(servi
     arrivals, parts, usage = asyncio.run(main())
     assert "".join(parts) == compose_reply(HELLO)
     assert len(parts) == len(tokenize(compose_reply(HELLO))) > 10  # one chunk a token
-    assert 0.2 <= arrivals[0] < 0.2 * 1.5 + 0.05  # the first token: after ttft, not much later
+    assert 0.2 - EARLY <= arrivals[0] < 0.2 * 1.5 + 0.05  # the first token: after ttft, not much later
     assert arrivals[-1] - arrivals[0] >= 0.005 * (len(parts) - 1) * 0.9  # then one token every 5 ms
     assert usage["output_tokens"] == len(parts)
-    assert 0.2 <= service.chat_stats().ttft[0] < 0.3
+    assert 0.2 - EARLY <= service.chat_stats().ttft[0] < 0.3
 
 
 def test_the_writer_prompt_gets_a_draft_line_per_source():

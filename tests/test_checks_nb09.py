@@ -132,6 +132,7 @@ def check(build_graph, config=run_config) -> nb09.AgencyReport:
 
 
 # -- check_agency --------------------------------------------------------------------------------------
+@pytest.mark.slow  # about 2.7 s: the check runs the whole agency, several times
 def test_the_reference_agency_passes_every_line(service: Any) -> None:
     report = check(make_graph())
     assert report.ok, str(report)
@@ -162,6 +163,7 @@ def test_the_skeleton_fails_before_the_service_sees_a_request(service: Any) -> N
     assert "the researcher ran 0 times for 3 queries, not 9" in text
 
 
+@pytest.mark.slow  # about 2.2 s, as the one above
 def test_a_researcher_with_a_limiter_per_task_that_catches_everything_fails_those_lines(service: Any) -> None:
     report = check(make_graph(make_researcher(shared=False, catch=(Exception,), retry=False)))
     assert report["research fanned out"].ok and report["resumable"].ok
@@ -178,6 +180,7 @@ def test_check_agency_explains_bad_arguments(service: Any) -> None:
 
 
 # -- the capstone's promise: 3 topics × 8 queries through one small service ----------------------------
+@pytest.mark.slow  # about 1.7 s each: 3 runs of 16 searches through 4 slots
 @pytest.mark.parametrize("max_concurrency", [8, 16, 24])
 def test_three_topics_at_once_lose_nothing_at_any_max_concurrency(service: Any, max_concurrency: int) -> None:
     async def main():

@@ -1,5 +1,7 @@
 """The command line: `python -m agency_lib doctor` checks the set-up (its levels: tests/test_doctor.py),
-`demo` draws serial vs concurrent research to a PNG, and bad arguments exit with code 2 and a message."""
+`demo` draws serial vs concurrent research to a PNG, and bad arguments exit with code 2 and a message.
+
+`demo` runs as a learner types it, in a fresh ``python -m agency_lib``; the others call `main` in this process."""
 
 from __future__ import annotations
 
@@ -23,10 +25,11 @@ def agency_lib_cli(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_doctor_exits_0_and_prints_one_ok_line_per_check(tmp_path):
-    done = agency_lib_cli("doctor", cache=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    lines = done.stdout.splitlines()
+def test_doctor_exits_0_and_prints_one_ok_line_per_check(tmp_path, monkeypatch, capsys):
+    # In this process: the same main() that `python -m agency_lib` calls (the demo test runs that one).
+    monkeypatch.setenv("AGENCY_CACHE_DIR", str(tmp_path))
+    assert main(["doctor"]) == 0
+    lines = capsys.readouterr().out.splitlines()
     checks = [ln for ln in lines if ln.startswith("[")]
     assert checks and all(ln.startswith("[OK] ") for ln in checks)
     assert "[OK] langgraph 1.2.24 (tested: >=1.2.24,<1.3)" in lines  # the range of requirements.in
@@ -34,6 +37,7 @@ def test_doctor_exits_0_and_prints_one_ok_line_per_check(tmp_path):
     assert lines[-1] == "All good: the course is ready to run."
 
 
+@pytest.mark.slow  # about 6 s: a fresh Python, then the agency run serially (2.3 s of searches) and concurrently
 def test_demo_writes_a_png_and_prints_the_speedup(tmp_path):
     out = tmp_path / "g.png"
     done = agency_lib_cli("demo", "--out", str(out), cache=tmp_path / "cache")

@@ -4,9 +4,10 @@ It serves the agency end to end; it leaves no process, port or thread behind, al
 body of the ``with`` raises; its readiness wait has a deadline and reports the server's log;
 bad input gets an error that quotes the server's own message.
 
-Each server start costs about 2 s of CPU, so the main suite starts one (and one that is stopped
-at once by its deadline). The bad-input tests start one server each: they run when
-``AGENCY_SLOW_TESTS=1`` is set (``.ci/run`` sets it, after the main suite).
+Each server start costs about 2 s of CPU (and notebook 10 starts one for its sections), so
+the main suite starts only one that its deadline stops at once. The others, marked ``slow``,
+start one server each: they run when ``AGENCY_SLOW_TESTS=1`` is set (``make test-slow``,
+which ``.ci/run`` runs after the main suite).
 """
 
 from __future__ import annotations
@@ -21,10 +22,6 @@ from langgraph_sdk import get_client
 
 from agency_lib.server import GRAPHS, AgentServerError, agent_server, start_agent_server
 from agency_lib.service import start_service
-
-slow = pytest.mark.skipif(
-    os.environ.get("AGENCY_SLOW_TESTS") != "1", reason="starts a server: set AGENCY_SLOW_TESTS=1 (.ci/run does)"
-)
 
 
 def gone(pid: int) -> bool:
@@ -54,6 +51,7 @@ async def run_the_agency(url: str) -> dict:
     return await client.runs.wait(thread["thread_id"], "agency", input={"topic": "async python"})
 
 
+@pytest.mark.slow
 def test_serves_the_agency_end_to_end_and_leaves_nothing_behind_after_a_failing_body():
     threads_before = set(threading.enumerate())
     service = start_service(seed=1)
@@ -113,7 +111,7 @@ def test_bad_arguments_are_refused_before_anything_starts(kwargs, error, message
             pass
 
 
-@slow
+@pytest.mark.slow
 def test_a_module_that_fails_to_import_quotes_the_servers_message(tmp_path):
     broken = tmp_path / "broken.py"
     broken.write_text("import no_such_module_anywhere\n")
@@ -122,7 +120,7 @@ def test_a_module_that_fails_to_import_quotes_the_servers_message(tmp_path):
             pass
 
 
-@slow
+@pytest.mark.slow
 def test_an_unknown_graph_variable_quotes_the_servers_message():
     spec = GRAPHS["agency"].replace(":agency", ":no_such_graph")
     with pytest.raises(AgentServerError, match=r"Graph 'agency' failed to load: .*no_such_graph"):
@@ -130,7 +128,7 @@ def test_an_unknown_graph_variable_quotes_the_servers_message():
             pass
 
 
-@slow
+@pytest.mark.slow
 def test_a_port_in_use_is_an_error_not_a_quiet_move_to_another_port():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -143,7 +141,7 @@ def test_a_port_in_use_is_an_error_not_a_quiet_move_to_another_port():
                 pass
 
 
-@slow
+@pytest.mark.slow
 def test_an_unknown_graph_name_in_a_run_gets_the_servers_422_naming_the_graphs_it_has():
     async def ask() -> None:
         with agent_server(["nap"]) as server:
@@ -153,7 +151,7 @@ def test_an_unknown_graph_name_in_a_run_gets_the_servers_422_naming_the_graphs_i
         asyncio.run(ask())
 
 
-@slow
+@pytest.mark.slow
 def test_an_interrupted_body_stops_the_server_too():
     with pytest.raises(KeyboardInterrupt):
         with agent_server(["nap"]) as server:
@@ -161,7 +159,7 @@ def test_an_interrupted_body_stops_the_server_too():
     assert gone(server.pid), "the server outlived an interrupted with block"
 
 
-@slow
+@pytest.mark.slow
 def test_serve_agency_prints_the_url_and_stops_both_servers_on_sigterm():
     import signal
     import subprocess
@@ -191,7 +189,7 @@ def test_start_agent_server_refuses_bad_arguments_before_stopping_anything():
         start_agent_server(["nap"], n_jobs_per_worker=0)
 
 
-@slow
+@pytest.mark.slow
 def test_start_agent_server_again_stops_the_previous_one_and_stop_is_idempotent():
     first = start_agent_server(["nap"])
     second = start_agent_server(["nap"], n_jobs_per_worker=2)

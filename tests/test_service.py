@@ -44,6 +44,7 @@ QUERIES = [f"topic {i}" for i in range(30)]
 
 
 class TestRequests:
+    @pytest.mark.slow  # about 3.5 s of CPU: client and service in this process
     def test_serves_a_thousand_concurrent_requests_when_capacity_allows(self, service):
         service.configure(latency=LATENCY)
 
@@ -100,7 +101,7 @@ class TestRequests:
         took = one_request()
         service.configure(latency={"api": 0.0})
         quick = one_request()
-        assert 0.2 <= took < 0.2 * 3
+        assert 0.2 - 0.002 <= took < 0.2 * 3  # 2 ms: under uvloop (uvicorn's choice) a timer may fire 1 ms early
         assert quick < 0.5 * took
 
     # -- failure injection is reproducible --------------------------------------------------
