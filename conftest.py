@@ -1,4 +1,4 @@
-"""The test run's start-up, and the order in which `make test`'s two workers take the files.
+"""The test run's start-up, and the order in which `make test`'s workers take the files.
 
 **Start-up.** nbval reads notebooks with nbformat, which imports jsonschema, which imports
 ``rfc3987_syntax`` when it is installed (jupyter-events needs it): that package builds a
@@ -13,7 +13,7 @@ processes: they are not affected.)
 With ``--dist loadfile`` each file (a notebook, a test module) is one unit of work, and
 a free worker takes the next unit in the order collected (``--no-loadscope-reorder``:
 xdist's default order is by number of tests, which can leave the longest notebook for
-last, with the other worker idle). Longest first, so the short ones even out the end:
+last, with the other workers idle). Longest first, so the short ones even out the end:
 
 * the notebooks, highest number first (the later notebooks are the longer ones);
 * then the unit test files, the ones with the most tests first.
