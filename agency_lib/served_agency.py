@@ -36,7 +36,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from agency_lib.agency import AgencyState, editor, planner, writer
-from agency_lib.tools import SOURCES, ServiceError, kb_search, search
+from agency_lib.tools import SOURCES, Finding, ServiceError, kb_search, search
 
 __all__ = [
     "agency",
@@ -116,7 +116,9 @@ def _retry_delay(attempt: int, exc: ServiceError) -> float:
     return random.uniform(0, 0.05 * 2 ** (attempt - 1))
 
 
-async def limited_search(source: str, query: str, client: httpx.AsyncClient, shared_limiter: bool = True) -> list:
+async def limited_search(
+    source: str, query: str, client: httpx.AsyncClient, shared_limiter: bool = True
+) -> list[Finding]:
     """One web or API search through the process's limiter, retried on a 429 or a 503 (the back-off outside the slot)."""
     if not shared_limiter:
         return await search(source, query, client=client)
